@@ -1,0 +1,131 @@
+//! Bodies of the REST API (`/api/v1`, JSON, bearer API key). The OpenAPI document served
+//! at `/api/v1/openapi.json` describes the same shapes.
+use crate::protocol::{Gpu, PortMapping, PortRange, PullProgress};
+use crate::{InstanceState, LaunchMode};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `POST /api/v1/instances`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInstance {
+    pub image: String,
+    #[serde(default)]
+    pub mode: LaunchMode,
+    #[serde(default)]
+    pub entrypoint: Option<String>,
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    /// The Docker-options string: `-e K=V -p 8081:8081 -p 7000/udp`.
+    #[serde(default)]
+    pub docker_options: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// `PORT[/tcp|/udp]` (or a `-p` value) each.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub gpus: u32,
+}
+
+/// An instance as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: i64,
+    pub owner: String,
+    pub host: String,
+    pub image: String,
+    pub mode: LaunchMode,
+    pub label: Option<String>,
+    pub state: InstanceState,
+    /// Exit code, for `exited`.
+    pub exit_code: Option<i64>,
+    /// Why, for `failed`.
+    pub reason: Option<String>,
+    /// Image pull progress, for `loading`.
+    pub progress: Option<PullProgress>,
+    pub public_ip: String,
+    pub ports: Vec<PortMapping>,
+    pub entrypoint: Option<String>,
+    pub args: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub gpus: u32,
+    pub container_id: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    pub started_at: Option<String>,
+}
+
+/// `POST /api/v1/instances` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Created {
+    pub id: i64,
+}
+
+/// A host as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    pub name: String,
+    pub public_ip: String,
+    pub port_range: Option<PortRange>,
+    pub gpus: Vec<Gpu>,
+    pub online: bool,
+    pub last_seen: Option<String>,
+    pub instances: u32,
+    pub docker_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub admin: bool,
+    pub created_at: String,
+}
+
+/// `POST /api/v1/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub name: String,
+}
+
+/// Answer to `POST /api/v1/users`: the only time the key is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedUser {
+    pub name: String,
+    pub api_key: String,
+}
+
+/// `GET /api/v1/me`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    pub name: String,
+    pub admin: bool,
+}
+
+/// Every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    /// The request field at fault, for 400s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Validates a user name: 1–32 of `[a-z0-9_-]`, starting with a letter.
+pub fn validate_user_name(name: &str) -> Result<(), String> {
+    let ok = (1..=32).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?}: a user name is 1 to 32 of a-z, 0-9, '-', '_', starting with a letter"
+        ))
+    }
+}

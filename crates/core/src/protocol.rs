@@ -1,0 +1,241 @@
+//! The agent ↔ server wire protocol, version [`PROTOCOL_VERSION`].
+//!
+//! The agent dials the server's WebSocket at `/agent/v1/connect` with
+//! `Authorization: Bearer <agent token>` and sends [`AgentMessage::Hello`] with its host
+//! facts and the full set of instances it runs. From then on the exchange is
+//! level-triggered: the server sends [`ServerMessage::Desired`] with the full desired set of
+//! the host whenever it changes (and right after Hello); the agent converges Docker to it
+//! and sends [`AgentMessage::Report`] with the full actual set whenever that changes, and at
+//! least every [`REPORT_INTERVAL_SECS`]. JSON messages travel as text frames. Log bytes
+//! travel as binary frames: 8 bytes of big-endian stream id, then the bytes.
+use crate::spec::{InstanceSpec, PortProto};
+use serde::{Deserialize, Serialize};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The agent reports at least this often, so the server can tell a live host.
+pub const REPORT_INTERVAL_SECS: u64 = 5;
+/// Path of the agent endpoint on the server.
+pub const AGENT_PATH: &str = "/agent/v1/connect";
+
+/// Container labels by which an agent finds its containers again.
+pub mod labels {
+    pub const DEPLOYMENT: &str = "berth.deployment";
+    pub const HOST: &str = "berth.host";
+    pub const INSTANCE: &str = "berth.instance";
+    pub const GPUS: &str = "berth.gpus";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn len(&self) -> usize {
+        usize::from(self.last - self.first) + 1
+    }
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+    pub fn contains(&self, p: u16) -> bool {
+        (self.first..=self.last).contains(&p)
+    }
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("{s:?}: expected FIRST-LAST, e.g. 40000-40999"))?;
+        let p = |x: &str| -> Result<u16, String> {
+            x.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("{x:?} is not a port number from 1 to 65535"))
+        };
+        let (first, last) = (p(a)?, p(b)?);
+        if first > last {
+            return Err(format!("{s:?}: the range ends before it starts"));
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gpu {
+    pub index: u32,
+    pub name: String,
+    pub uuid: String,
+}
+
+/// What an agent says of its host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFacts {
+    /// Unique name of the host within the deployment.
+    pub name: String,
+    /// The address users reach the host's open ports at.
+    pub public_ip: String,
+    /// Open host ports; `None` for a host with no open ports (behind NAT).
+    pub port_range: Option<PortRange>,
+    pub gpus: Vec<Gpu>,
+    pub docker_version: String,
+    pub agent_version: String,
+}
+
+/// Whether the user wants the instance's container running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum RunState {
+    /// Running, started no earlier than `since_ms` (unix ms). A container that started
+    /// before it is (re)started; one that started after it and ended is left ended.
+    Running {
+        since_ms: i64,
+    },
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredInstance {
+    pub id: i64,
+    pub spec: InstanceSpec,
+    pub run: RunState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    pub internal: u16,
+    pub external: u16,
+    pub proto: PortProto,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PullProgress {
+    /// Bytes downloaded and to download, over the layers whose size is known.
+    pub current: u64,
+    pub total: u64,
+    pub layers_done: u32,
+    pub layers_total: u32,
+}
+
+/// Where an instance's container is, as the agent sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "lowercase")]
+pub enum Phase {
+    Pulling { progress: Option<PullProgress> },
+    Creating,
+    Connecting,
+    Running,
+    Stopped,
+    Exited { code: i64 },
+    Failed { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActualInstance {
+    pub id: i64,
+    pub container_id: Option<String>,
+    #[serde(flatten)]
+    pub phase: Phase,
+    pub ports: Vec<PortMapping>,
+    #[serde(default)]
+    pub gpu_ids: Vec<String>,
+    /// RFC 3339, from the engine.
+    pub started_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMessage {
+    Hello {
+        protocol: u32,
+        host: HostFacts,
+        actual: Vec<ActualInstance>,
+    },
+    Report {
+        actual: Vec<ActualInstance>,
+    },
+    /// The log stream ended (the container stopped, or reading failed).
+    LogEnd {
+        stream: u64,
+        error: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// First answer to Hello: the deployment this agent serves (used in container labels).
+    Welcome {
+        deployment: String,
+    },
+    Desired {
+        instances: Vec<DesiredInstance>,
+    },
+    OpenLogs {
+        stream: u64,
+        instance: i64,
+        follow: bool,
+        tail: Option<u64>,
+    },
+    CloseLogs {
+        stream: u64,
+    },
+    /// The server refuses this agent (bad protocol version, duplicate name, …).
+    Refused {
+        reason: String,
+    },
+}
+
+/// Frames a chunk of log bytes for stream `stream`.
+pub fn encode_log_frame(stream: u64, data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + data.len());
+    v.extend_from_slice(&stream.to_be_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+/// Splits a binary frame into its stream id and bytes.
+pub fn decode_log_frame(frame: &[u8]) -> Option<(u64, &[u8])> {
+    let id = u64::from_be_bytes(frame.get(..8)?.try_into().ok()?);
+    Some((id, &frame[8..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let m = AgentMessage::Report {
+            actual: vec![ActualInstance {
+                id: 7,
+                container_id: Some("abc".into()),
+                phase: Phase::Exited { code: 3 },
+                ports: vec![PortMapping {
+                    internal: 80,
+                    external: 40001,
+                    proto: PortProto::Tcp,
+                }],
+                gpu_ids: vec![],
+                started_at: None,
+            }],
+        };
+        let s = serde_json::to_string(&m).unwrap();
+        assert!(s.contains(r#""phase":"exited","code":3"#), "{s}");
+        assert_eq!(serde_json::from_str::<AgentMessage>(&s).unwrap(), m);
+        let f = encode_log_frame(9, b"hi");
+        assert_eq!(decode_log_frame(&f), Some((9, &b"hi"[..])));
+        assert_eq!(decode_log_frame(b"short"), None);
+    }
+
+    #[test]
+    fn port_ranges_parse() {
+        assert_eq!("40000-40999".parse::<PortRange>().unwrap().len(), 1000);
+        assert!("40999-40000".parse::<PortRange>().is_err());
+        assert!("0-10".parse::<PortRange>().is_err());
+        assert!("80".parse::<PortRange>().is_err());
+    }
+}

@@ -1,0 +1,317 @@
+//! What an instance is asked to be ([`InstanceSpec`]), built from an API request and
+//! validated field by field so that a bad request is refused with the field's name.
+use crate::api::CreateInstance;
+use crate::{docker_options, image_ref, LaunchMode};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// At most this many ports (asked for plus EXPOSEd by the image) an instance.
+pub const MAX_PORTS: usize = 64;
+/// At most this many bytes of user env (names plus values).
+pub const MAX_ENV_BYTES: usize = 64 * 1024;
+/// At most this many bytes of entrypoint plus args.
+pub const MAX_ARGV_BYTES: usize = 128 * 1024;
+/// At most this many characters of label.
+pub const MAX_LABEL_CHARS: usize = 256;
+/// At most this many GPUs an instance.
+pub const MAX_GPUS: u32 = 64;
+
+/// Transport of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortProto {
+    Tcp,
+    Udp,
+}
+
+impl PortProto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortProto::Tcp => "tcp",
+            PortProto::Udp => "udp",
+        }
+    }
+}
+
+/// An internal (container) port the instance wants reachable from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PortSpec {
+    pub port: u16,
+    pub proto: PortProto,
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.port, self.proto.as_str())
+    }
+}
+
+/// A validated launch request: everything the agent needs to build the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceSpec {
+    pub image: String,
+    pub mode: LaunchMode,
+    /// Replaces the image's ENTRYPOINT (and drops its CMD), as `docker run --entrypoint`.
+    #[serde(default)]
+    pub entrypoint: Option<String>,
+    /// Replaces the image's CMD, one argv element each, no shell.
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    /// User env; berth's own variables are added by the launch plan.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Internal ports asked for (the image's EXPOSE ports are added by the agent).
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub gpus: u32,
+}
+
+/// A request field that is wrong, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Env names berth sets itself; a request may not set them.
+pub fn is_reserved_env(name: &str) -> bool {
+    name.starts_with("BERTH_") || matches!(name, "PUBLIC_IPADDR" | "GPU_COUNT" | "JUPYTER_TOKEN")
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`, at most 256 characters.
+pub fn validate_env_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 256
+        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid variable name (letters, digits and '_', not starting with a digit)"
+        ))
+    }
+}
+
+impl InstanceSpec {
+    /// Builds and validates a spec from an API request. Env from the Docker-options string
+    /// comes first, the request's `env` map wins over it; ports are the union of both.
+    pub fn from_request(req: &CreateInstance) -> Result<InstanceSpec, FieldError> {
+        let image = req.image.trim();
+        image_ref::validate(image).map_err(|m| FieldError::new("image", m))?;
+
+        let opts = docker_options::parse(req.docker_options.as_deref().unwrap_or(""))
+            .map_err(|m| FieldError::new("docker_options", m))?;
+        let mut env = BTreeMap::new();
+        for (k, v) in opts.env {
+            env.insert(k, v);
+        }
+        for (k, v) in &req.env {
+            validate_env_name(k).map_err(|m| FieldError::new("env", m))?;
+            env.insert(k.clone(), v.clone());
+        }
+        let mut env_bytes = 0;
+        for (k, v) in &env {
+            if is_reserved_env(k) {
+                let field = if req.env.contains_key(k) {
+                    "env"
+                } else {
+                    "docker_options"
+                };
+                return Err(FieldError::new(
+                    field,
+                    format!("{k} is set by berth and cannot be overridden"),
+                ));
+            }
+            if v.contains('\0') {
+                return Err(FieldError::new(
+                    "env",
+                    format!("the value of {k} holds a NUL byte"),
+                ));
+            }
+            env_bytes += k.len() + v.len() + 2;
+        }
+        if env_bytes > MAX_ENV_BYTES {
+            return Err(FieldError::new(
+                "env",
+                format!("env is {env_bytes} bytes; at most {MAX_ENV_BYTES} are allowed"),
+            ));
+        }
+
+        let mut ports = opts.ports;
+        for p in &req.ports {
+            let parsed =
+                docker_options::parse_publish(p).map_err(|m| FieldError::new("ports", m))?;
+            ports.extend(parsed);
+        }
+        ports.sort();
+        ports.dedup();
+        if ports.len() > MAX_PORTS {
+            return Err(FieldError::new(
+                "ports",
+                format!(
+                    "{} ports asked for; at most {MAX_PORTS} an instance",
+                    ports.len()
+                ),
+            ));
+        }
+
+        let mut argv_bytes = 0;
+        if let Some(ep) = &req.entrypoint {
+            if ep.trim().is_empty() {
+                return Err(FieldError::new(
+                    "entrypoint",
+                    "entrypoint is empty; leave it out to keep the image's",
+                ));
+            }
+            if ep.contains('\0') {
+                return Err(FieldError::new("entrypoint", "entrypoint holds a NUL byte"));
+            }
+            argv_bytes += ep.len();
+        }
+        if let Some(args) = &req.args {
+            for a in args {
+                if a.contains('\0') {
+                    return Err(FieldError::new("args", "an argument holds a NUL byte"));
+                }
+                argv_bytes += a.len() + 1;
+            }
+        }
+        if argv_bytes > MAX_ARGV_BYTES {
+            return Err(FieldError::new(
+                "args",
+                format!("entrypoint and args are {argv_bytes} bytes; at most {MAX_ARGV_BYTES}"),
+            ));
+        }
+
+        let label = match &req.label {
+            Some(l) if l.chars().count() > MAX_LABEL_CHARS => {
+                return Err(FieldError::new(
+                    "label",
+                    format!("label is longer than {MAX_LABEL_CHARS} characters"),
+                ))
+            }
+            Some(l) if l.chars().any(|c| c.is_control()) => {
+                return Err(FieldError::new("label", "label holds control characters"))
+            }
+            Some(l) if l.trim().is_empty() => None,
+            Some(l) => Some(l.trim().to_string()),
+            None => None,
+        };
+        if req.gpus > MAX_GPUS {
+            return Err(FieldError::new(
+                "gpus",
+                format!("at most {MAX_GPUS} GPUs an instance"),
+            ));
+        }
+
+        Ok(InstanceSpec {
+            image: image.to_string(),
+            mode: req.mode,
+            entrypoint: req.entrypoint.clone(),
+            args: req.args.clone(),
+            env,
+            ports,
+            label,
+            gpus: req.gpus,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(image: &str) -> CreateInstance {
+        CreateInstance {
+            image: image.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn request_env_wins_over_the_options_string() {
+        let mut r = req("berth-test/busybox");
+        r.docker_options = Some("-e A=from-options -e B=2 -p 8081:8081".into());
+        r.env.insert("A".into(), "from-request".into());
+        r.ports = vec!["7000/udp".into(), "8081".into()];
+        let s = InstanceSpec::from_request(&r).unwrap();
+        assert_eq!(s.env["A"], "from-request");
+        assert_eq!(s.env["B"], "2");
+        assert_eq!(
+            s.ports,
+            vec![
+                PortSpec {
+                    port: 7000,
+                    proto: PortProto::Udp
+                },
+                PortSpec {
+                    port: 8081,
+                    proto: PortProto::Tcp
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let check = |r: CreateInstance, field: &str| {
+            let e = InstanceSpec::from_request(&r).expect_err(field);
+            assert_eq!(e.field, field, "{e}");
+        };
+        check(req("Not Valid"), "image");
+        let mut r = req("x");
+        r.docker_options = Some("--rm".into());
+        check(r, "docker_options");
+        let mut r = req("x");
+        r.entrypoint = Some("  ".into());
+        check(r, "entrypoint");
+        let mut r = req("x");
+        r.ports = vec!["0".into()];
+        check(r, "ports");
+        let mut r = req("x");
+        r.ports = (1..=65).map(|p| p.to_string()).collect();
+        check(r, "ports");
+        let mut r = req("x");
+        r.env.insert("BIG".into(), "x".repeat(MAX_ENV_BYTES));
+        check(r, "env");
+        let mut r = req("x");
+        r.env.insert("BERTH_INSTANCE_ID".into(), "7".into());
+        check(r, "env");
+        let mut r = req("x");
+        r.docker_options = Some("-e PUBLIC_IPADDR=1.2.3.4".into());
+        check(r, "docker_options");
+        let mut r = req("x");
+        r.env.insert("9x".into(), "1".into());
+        check(r, "env");
+        let mut r = req("x");
+        r.label = Some("a\u{7}".into());
+        check(r, "label");
+        let mut r = req("x");
+        r.gpus = 1000;
+        check(r, "gpus");
+    }
+
+    #[test]
+    fn args_keep_every_byte() {
+        let mut r = req("x");
+        r.args = Some(vec!["a b".into(), "'q'".into(), "$HOME".into(), "".into()]);
+        let s = InstanceSpec::from_request(&r).unwrap();
+        assert_eq!(s.args.unwrap(), vec!["a b", "'q'", "$HOME", ""]);
+    }
+}
