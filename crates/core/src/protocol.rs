@@ -2,7 +2,7 @@
 //!
 //! The agent dials the server's WebSocket at `/agent/v1/connect` with
 //! `Authorization: Bearer <agent token>` and sends [`AgentMessage::Hello`] with its host
-//! facts and the full set of instances it runs. From then on the exchange is
+//! facts; the server answers [`ServerMessage::Welcome`]. From then on the exchange is
 //! level-triggered: the server sends [`ServerMessage::Desired`] with the full desired set of
 //! the host whenever it changes (and right after Hello); the agent converges Docker to it
 //! and sends [`AgentMessage::Report`] with the full actual set whenever that changes, and at
@@ -144,15 +144,19 @@ pub struct ActualInstance {
     pub gpu_ids: Vec<String>,
     /// RFC 3339, from the engine.
     pub started_at: Option<String>,
+    /// The desired run state this report reflects; a report whose `applied` differs from the
+    /// server's current desire is older than the user's last start/stop/reboot.
+    pub applied: Option<RunState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentMessage {
+    /// First message; the full actual set follows in a Report once the agent has its
+    /// deployment from [`ServerMessage::Welcome`].
     Hello {
         protocol: u32,
         host: HostFacts,
-        actual: Vec<ActualInstance>,
     },
     Report {
         actual: Vec<ActualInstance>,
@@ -221,6 +225,7 @@ mod tests {
                 }],
                 gpu_ids: vec![],
                 started_at: None,
+                applied: Some(RunState::Running { since_ms: 5 }),
             }],
         };
         let s = serde_json::to_string(&m).unwrap();

@@ -1,1 +1,295 @@
-//! placeholder
+//! The heart of the launch modes: a pure function from (instance spec, image config, host
+//! facts, allocated ports) to the container plan the agent hands to Docker. No I/O.
+//!
+//! Entrypoint mode reproduces `docker run IMAGE` exactly: the image's ENTRYPOINT and CMD
+//! (resolved here, so an empty `--args` really means "no CMD"), with ENV, WORKDIR and USER
+//! left to the engine, which takes them from the image. berth adds only env vars, port
+//! mappings, labels and GPU device requests.
+#![forbid(unsafe_code)]
+
+use berth_core::protocol::{labels, PortMapping};
+use berth_core::spec::MAX_PORTS;
+use berth_core::{InstanceSpec, LaunchMode, PortProto, PortSpec};
+use std::collections::BTreeMap;
+
+/// What the launch plan needs to know of the image (from `docker image inspect`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub exposed: Vec<PortSpec>,
+}
+
+/// Where the instance runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostContext {
+    pub deployment: String,
+    pub host: String,
+    pub public_ip: String,
+}
+
+/// Everything the agent passes to the engine to create the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerPlan {
+    pub name: String,
+    pub image: String,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `NAME=VALUE`, user env first, then berth's.
+    pub env: Vec<String>,
+    pub ports: Vec<PortMapping>,
+    pub labels: BTreeMap<String, String>,
+    /// GPU device ids (indexes or UUIDs) for a device request; empty for none.
+    pub gpu_device_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "the image has no ENTRYPOINT and no CMD, so there is nothing to run; give --entrypoint"
+    )]
+    NothingToRun,
+    #[error(
+        "{0} ports wanted (asked for plus the image's EXPOSE); at most {MAX_PORTS} an instance"
+    )]
+    TooManyPorts(usize),
+    #[error("launch mode {0} is not available yet")]
+    ModeUnavailable(LaunchMode),
+}
+
+/// The internal ports that need a host port: those asked for plus those the image EXPOSEs,
+/// sorted and without repeats.
+pub fn wanted_ports(spec: &InstanceSpec, image: &ImageConfig) -> Result<Vec<PortSpec>, PlanError> {
+    let mut ports: Vec<PortSpec> = spec.ports.iter().chain(&image.exposed).copied().collect();
+    ports.sort();
+    ports.dedup();
+    if ports.len() > MAX_PORTS {
+        return Err(PlanError::TooManyPorts(ports.len()));
+    }
+    Ok(ports)
+}
+
+/// Name of the container of instance `id` in `deployment`.
+pub fn container_name(deployment: &str, id: i64) -> String {
+    let short: String = deployment.chars().take(8).collect();
+    format!("berth-{short}-i{id}")
+}
+
+/// Builds the container plan. `ports` are the mappings allocated for [`wanted_ports`];
+/// `gpu_device_ids` the GPUs reserved for the instance.
+pub fn plan(
+    id: i64,
+    spec: &InstanceSpec,
+    image: &ImageConfig,
+    host: &HostContext,
+    ports: &[PortMapping],
+    gpu_device_ids: &[String],
+) -> Result<ContainerPlan, PlanError> {
+    let (entrypoint, cmd) = match spec.mode {
+        LaunchMode::Entrypoint => entrypoint_argv(spec, image)?,
+        other => return Err(PlanError::ModeUnavailable(other)),
+    };
+
+    let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    env.push(format!("BERTH_INSTANCE_ID={id}"));
+    env.push(format!("PUBLIC_IPADDR={}", host.public_ip));
+    env.push(format!("GPU_COUNT={}", gpu_device_ids.len()));
+    for m in ports {
+        let proto = match m.proto {
+            PortProto::Tcp => "TCP",
+            PortProto::Udp => "UDP",
+        };
+        env.push(format!("BERTH_{proto}_PORT_{}={}", m.internal, m.external));
+    }
+
+    let mut labels = BTreeMap::new();
+    labels.insert(labels::DEPLOYMENT.to_string(), host.deployment.clone());
+    labels.insert(labels::HOST.to_string(), host.host.clone());
+    labels.insert(labels::INSTANCE.to_string(), id.to_string());
+    if !gpu_device_ids.is_empty() {
+        labels.insert(labels::GPUS.to_string(), gpu_device_ids.join(","));
+    }
+
+    Ok(ContainerPlan {
+        name: container_name(&host.deployment, id),
+        image: spec.image.clone(),
+        entrypoint,
+        cmd,
+        env,
+        ports: ports.to_vec(),
+        labels,
+        gpu_device_ids: gpu_device_ids.to_vec(),
+    })
+}
+
+/// `docker run` semantics: `--entrypoint` replaces ENTRYPOINT and drops CMD; `--args`
+/// replaces CMD.
+fn entrypoint_argv(
+    spec: &InstanceSpec,
+    image: &ImageConfig,
+) -> Result<(Vec<String>, Vec<String>), PlanError> {
+    let entrypoint = match &spec.entrypoint {
+        Some(e) => vec![e.clone()],
+        None => image.entrypoint.clone(),
+    };
+    let cmd = match (&spec.args, &spec.entrypoint) {
+        (Some(args), _) => args.clone(),
+        (None, Some(_)) => Vec::new(),
+        (None, None) => image.cmd.clone(),
+    };
+    if entrypoint.is_empty() && cmd.is_empty() {
+        return Err(PlanError::NothingToRun);
+    }
+    Ok((entrypoint, cmd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> InstanceSpec {
+        InstanceSpec {
+            image: "berth-test/busybox".into(),
+            mode: LaunchMode::Entrypoint,
+            entrypoint: None,
+            args: None,
+            env: BTreeMap::new(),
+            ports: vec![],
+            label: None,
+            gpus: 0,
+        }
+    }
+    fn image() -> ImageConfig {
+        ImageConfig {
+            entrypoint: vec!["/usr/local/bin/greet".into()],
+            cmd: vec!["hello".into(), "from cmd".into()],
+            exposed: vec![PortSpec {
+                port: 8000,
+                proto: PortProto::Tcp,
+            }],
+        }
+    }
+    fn host() -> HostContext {
+        HostContext {
+            deployment: "d3adb33fcafe".into(),
+            host: "h1".into(),
+            public_ip: "10.1.2.3".into(),
+        }
+    }
+    fn argv(s: &InstanceSpec, i: &ImageConfig) -> (Vec<String>, Vec<String>) {
+        let p = plan(7, s, i, &host(), &[], &[]).unwrap();
+        (p.entrypoint, p.cmd)
+    }
+
+    #[test]
+    fn defaults_are_the_images() {
+        assert_eq!(
+            argv(&spec(), &image()),
+            (
+                vec!["/usr/local/bin/greet".into()],
+                vec!["hello".into(), "from cmd".into()]
+            )
+        );
+    }
+
+    #[test]
+    fn entrypoint_override_drops_cmd() {
+        let mut s = spec();
+        s.entrypoint = Some("/bin/echo".into());
+        assert_eq!(argv(&s, &image()), (vec!["/bin/echo".into()], vec![]));
+    }
+
+    #[test]
+    fn args_replace_cmd_verbatim() {
+        let mut s = spec();
+        s.args = Some(vec!["a b".into(), "'$x'".into()]);
+        assert_eq!(argv(&s, &image()).1, vec!["a b", "'$x'"]);
+        s.entrypoint = Some("/bin/sh".into());
+        assert_eq!(
+            argv(&s, &image()),
+            (vec!["/bin/sh".into()], vec!["a b".into(), "'$x'".into()])
+        );
+        s.args = Some(vec![]);
+        assert_eq!(argv(&s, &image()), (vec!["/bin/sh".into()], vec![]));
+    }
+
+    #[test]
+    fn empty_args_mean_no_cmd_not_the_images() {
+        let mut s = spec();
+        s.args = Some(vec![]);
+        assert_eq!(
+            argv(&s, &image()),
+            (vec!["/usr/local/bin/greet".into()], vec![])
+        );
+    }
+
+    #[test]
+    fn nothing_to_run_is_an_error() {
+        let i = ImageConfig::default();
+        assert_eq!(
+            plan(1, &spec(), &i, &host(), &[], &[]),
+            Err(PlanError::NothingToRun)
+        );
+        let mut s = spec();
+        s.args = Some(vec!["/bin/true".into()]);
+        assert_eq!(argv(&s, &i), (vec![], vec!["/bin/true".into()]));
+    }
+
+    #[test]
+    fn berth_env_labels_and_ports() {
+        let mut s = spec();
+        s.env.insert("FOO".into(), "bar baz".into());
+        let ports = [
+            PortMapping {
+                internal: 8000,
+                external: 40001,
+                proto: PortProto::Tcp,
+            },
+            PortMapping {
+                internal: 7000,
+                external: 40002,
+                proto: PortProto::Udp,
+            },
+        ];
+        let p = plan(42, &s, &image(), &host(), &ports, &["0".into(), "1".into()]).unwrap();
+        assert_eq!(
+            p.env,
+            vec![
+                "FOO=bar baz",
+                "BERTH_INSTANCE_ID=42",
+                "PUBLIC_IPADDR=10.1.2.3",
+                "GPU_COUNT=2",
+                "BERTH_TCP_PORT_8000=40001",
+                "BERTH_UDP_PORT_7000=40002",
+            ]
+        );
+        assert_eq!(p.name, "berth-d3adb33f-i42");
+        assert_eq!(p.labels[labels::INSTANCE], "42");
+        assert_eq!(p.labels[labels::GPUS], "0,1");
+        assert_eq!(p.labels[labels::DEPLOYMENT], "d3adb33fcafe");
+    }
+
+    #[test]
+    fn wanted_ports_merge_expose_and_cap() {
+        let mut s = spec();
+        s.ports = vec![
+            PortSpec {
+                port: 8000,
+                proto: PortProto::Tcp,
+            },
+            PortSpec {
+                port: 9000,
+                proto: PortProto::Udp,
+            },
+        ];
+        assert_eq!(wanted_ports(&s, &image()).unwrap().len(), 2);
+        let mut i = image();
+        i.exposed = (1..=64)
+            .map(|port| PortSpec {
+                port,
+                proto: PortProto::Tcp,
+            })
+            .collect();
+        assert_eq!(wanted_ports(&s, &i), Err(PlanError::TooManyPorts(66)));
+    }
+}
