@@ -1,1 +1,256 @@
-fn main() {}
+//! The one berth binary: parses arguments, sets up tracing and dispatches to the server,
+//! the agent, both at once (`berth up`), or the client commands.
+#![forbid(unsafe_code)]
+
+use anyhow::Context;
+use berth_core::protocol::PortRange;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Launch Docker instances on GPU machines and connect to them"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run berth all in one on this machine: server, agent on the local Docker engine, and
+    /// log the CLI in.
+    Up(UpArgs),
+    /// Run the control plane (API, scheduler, store).
+    Server(ServerArgs),
+    /// Run a host agent that dials out to a server and runs its instances on local Docker.
+    Agent(AgentArgs),
+    #[command(flatten)]
+    Client(berth_cli::Command),
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// Where the database and keys live [default: $XDG_DATA_HOME/berth]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address of the API.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    listen: SocketAddr,
+    /// Address users reach this machine's open ports at.
+    #[arg(long, default_value = "127.0.0.1")]
+    public_ip: String,
+    /// Open host ports for instances.
+    #[arg(long, default_value = "25000-25999")]
+    ports: PortRange,
+    /// This host's name [default: the machine's host name]
+    #[arg(long)]
+    name: Option<String>,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Where the SQLite database and the admin key live [default: $XDG_DATA_HOME/berth]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address of the API and the agent endpoint.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    listen: SocketAddr,
+    /// Database URL: postgres://USER:PASSWORD@HOST/DB, or sqlite:PATH [default: SQLite in the data dir]
+    #[arg(long, env = "BERTH_DB")]
+    db: Option<String>,
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// The server's URL.
+    #[arg(long, env = "BERTH_SERVER")]
+    server: String,
+    /// The deployment's agent token (printed by `berth server`).
+    #[arg(long, env = "BERTH_AGENT_TOKEN", hide_env_values = true)]
+    token: String,
+    /// This host's name [default: the machine's host name]
+    #[arg(long)]
+    name: Option<String>,
+    /// Address users reach this host's open ports at.
+    #[arg(long)]
+    public_ip: String,
+    /// Open host ports for instances, e.g. 40000-40999; without it the host has none.
+    #[arg(long)]
+    ports: Option<PortRange>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet = matches!(cli.cmd, Cmd::Client(_));
+    init_tracing(quiet);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.cmd {
+            Cmd::Up(a) => up(a).await.map(|()| ExitCode::SUCCESS),
+            Cmd::Server(a) => server(a).await.map(|()| ExitCode::SUCCESS),
+            Cmd::Agent(a) => agent(a).await.map(|()| ExitCode::SUCCESS),
+            Cmd::Client(c) => berth_cli::run(c).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    dirs::data_dir()
+        .map(|d| d.join("berth"))
+        .context("cannot tell the data directory (no $XDG_DATA_HOME or $HOME); give --data-dir")
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Cancels the token on Ctrl-C or SIGTERM.
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::info!("stopping (containers keep running)");
+        token.cancel();
+    });
+}
+
+/// The URL clients use for a listen address (a wildcard address means this machine).
+fn local_url(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip
+    };
+    format!("http://{host}:{}", addr.port())
+}
+
+async fn up(a: UpArgs) -> anyhow::Result<()> {
+    let data_dir = match a.data_dir {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let server = berth_server::start(
+        berth_server::ServerConfig {
+            listen: a.listen,
+            db_url: None,
+            data_dir: data_dir.clone(),
+        },
+        shutdown.clone(),
+    )
+    .await
+    .context("cannot start the server")?;
+    let url = local_url(server.addr);
+    let config_path = berth_cli::config::save(&url, server.admin_api_key.expose())
+        .context("cannot log the CLI in")?;
+    let agent_config = berth_agent::AgentConfig {
+        server_url: url.clone(),
+        token: server.agent_token.clone(),
+        name: a.name.unwrap_or_else(host_name),
+        public_ip: a.public_ip,
+        port_range: Some(a.ports),
+    };
+    let agent = tokio::spawn(berth_agent::run(agent_config, shutdown.clone()));
+    println!("berth is up");
+    println!("  API:       {url}");
+    println!("  admin key: {}", server.admin_api_key.expose());
+    println!("  data dir:  {}", data_dir.display());
+    println!("  the CLI is logged in ({})", config_path.display());
+    println!("try: berth create berth-test/busybox --wait && berth ls");
+    println!("Ctrl-C stops berth; instances keep running and are picked up again by the next `berth up`.");
+    let agent_result = agent.await;
+    shutdown.cancel();
+    server.wait().await.context("server failed")?;
+    agent_result
+        .context("agent task failed")?
+        .context("agent failed")?;
+    Ok(())
+}
+
+async fn server(a: ServerArgs) -> anyhow::Result<()> {
+    let data_dir = match a.data_dir {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let server = berth_server::start(
+        berth_server::ServerConfig {
+            listen: a.listen,
+            db_url: a.db,
+            data_dir: data_dir.clone(),
+        },
+        shutdown,
+    )
+    .await
+    .context("cannot start the server")?;
+    let url = local_url(server.addr);
+    println!("berth server is up");
+    println!("  API:         {url}");
+    println!("  admin key:   {}", server.admin_api_key.expose());
+    println!("  agent token: {}", server.agent_token.expose());
+    println!("  data dir:    {}", data_dir.display());
+    println!("run agents with: berth agent --server {url} --token <agent token> --public-ip IP [--ports 40000-40999]");
+    server.wait().await.context("server failed")
+}
+
+async fn agent(a: AgentArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let config = berth_agent::AgentConfig {
+        server_url: a.server,
+        token: berth_core::Secret::new(a.token),
+        name: a.name.unwrap_or_else(host_name),
+        public_ip: a.public_ip,
+        port_range: a.ports,
+    };
+    berth_agent::run(config, shutdown)
+        .await
+        .context("agent failed")
+}

@@ -1,1 +1,170 @@
-//! placeholder
+//! The control plane: REST API (`/api/v1`), the agent hub (agents dial in over WebSocket),
+//! the scheduler and the store. [`start`] binds, bootstraps the admin account, the
+//! deployment id and the agent token, and serves until `shutdown` is cancelled.
+#![forbid(unsafe_code)]
+
+mod api;
+mod auth;
+mod error;
+mod hub;
+mod scheduler;
+mod view;
+
+use berth_core::Secret;
+use berth_store::Store;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+pub use hub::Hub;
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// `sqlite:…` or `postgres://…`; `None` means SQLite in `data_dir`.
+    pub db_url: Option<String>,
+    /// Keeps the SQLite database and the admin API key file.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("store: {0}")]
+    Store(#[from] berth_store::StoreError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started server.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub admin_api_key: Secret,
+    pub agent_token: Secret,
+    pub deployment: String,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Waits until the server has stopped (after `shutdown` was cancelled).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+}
+
+pub(crate) struct AppState {
+    pub store: Store,
+    pub hub: Hub,
+    pub agent_token: Secret,
+}
+
+pub(crate) type App = Arc<AppState>;
+
+/// Opens the store, bootstraps secrets and serves the API and the agent endpoint.
+pub async fn start(
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> Result<RunningServer, ServerError> {
+    create_private_dir(&config.data_dir)?;
+    let db_url = match &config.db_url {
+        Some(u) => u.clone(),
+        None => format!("sqlite://{}", config.data_dir.join("berth.db").display()),
+    };
+    let store = Store::open(&db_url).await?;
+    let now = auth::now_ms();
+    let deployment = store
+        .meta_get_or_insert("deployment", &auth::random_hex(6))
+        .await?;
+    let agent_token = Secret::new(
+        store
+            .meta_get_or_insert(
+                "agent_token",
+                &format!("berth_agent_{}", auth::random_hex(20)),
+            )
+            .await?,
+    );
+    let admin_api_key = auth::bootstrap_admin(&store, &config.data_dir, now).await?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+
+    let hub = Hub::new(store.clone(), deployment.clone(), shutdown.clone());
+    let state = Arc::new(AppState {
+        store,
+        hub,
+        agent_token: agent_token.clone(),
+    });
+    let router = api::router(state);
+    tracing::info!(%addr, db = %redact_db_url(&db_url), %deployment, "server listening");
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+    });
+    Ok(RunningServer {
+        addr,
+        admin_api_key,
+        agent_token,
+        deployment,
+        task,
+    })
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), ServerError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| ServerError::Io {
+            what: "cannot create data dir",
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// Hides a password in a database URL for logs.
+fn redact_db_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn db_passwords_are_hidden() {
+        assert_eq!(
+            super::redact_db_url("postgres://u:pw@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact_db_url("sqlite:///x/y.db"), "sqlite:///x/y.db");
+    }
+}

@@ -1,0 +1,377 @@
+//! One worker per instance: converges the instance's container to its desired state and
+//! records what it sees. Driven by desired-state changes, engine events and a slow tick.
+use crate::engine::ContainerInfo;
+use crate::ports;
+use crate::Shared;
+use berth_core::protocol::{
+    labels, ActualInstance, DesiredInstance, Phase, PullProgress, RunState,
+};
+use berth_launch::HostContext;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+use tracing::Instrument;
+
+/// How often a settled instance is looked at again without an event.
+const IDLE_RECHECK: Duration = Duration::from_secs(10);
+/// After an engine error, try again this soon.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// What a worker remembers between passes.
+#[derive(Default)]
+struct Memory {
+    container: Option<String>,
+    /// The desired run state that failed, and why: not retried until the user asks again.
+    failed: Option<(RunState, String)>,
+}
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    id: i64,
+    mut desired: watch::Receiver<Option<DesiredInstance>>,
+    poke: Arc<Notify>,
+) {
+    let span = tracing::info_span!("instance", id);
+    async move {
+        let mut mem = Memory::default();
+        loop {
+            let current = desired.borrow_and_update().clone();
+            let Some(d) = current else {
+                remove(&shared, id).await;
+                return;
+            };
+            let wait = converge(&shared, id, &d, &mut mem, &mut desired).await;
+            tokio::select! {
+                r = desired.changed() => if r.is_err() { return },
+                _ = poke.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shared.shutdown.cancelled() => return,
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Removes every container of the instance and forgets it.
+async fn remove(shared: &Shared, id: i64) {
+    loop {
+        match our_containers(shared, id).await {
+            Ok(ids) => {
+                let mut ok = true;
+                for c in ids {
+                    if let Err(e) = shared.engine.remove(&c).await {
+                        tracing::warn!(container = %c, error = %e, "cannot remove container");
+                        ok = false;
+                    } else {
+                        tracing::info!(container = %c, "container removed");
+                    }
+                }
+                if ok {
+                    break;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list containers"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETRY) => {}
+            _ = shared.shutdown.cancelled() => return,
+        }
+    }
+    shared.forget(id);
+}
+
+async fn our_containers(
+    shared: &Shared,
+    id: i64,
+) -> Result<Vec<String>, crate::engine::EngineError> {
+    let all = shared
+        .engine
+        .list_berth(shared.deployment(), &shared.config.name)
+        .await?;
+    Ok(all
+        .into_iter()
+        .filter(|(i, _)| *i == id)
+        .map(|(_, c)| c)
+        .collect())
+}
+
+fn actual(
+    id: i64,
+    d: &DesiredInstance,
+    phase: Phase,
+    info: Option<&ContainerInfo>,
+) -> ActualInstance {
+    ActualInstance {
+        id,
+        container_id: info.map(|i| i.id.clone()),
+        phase,
+        ports: info.map(|i| i.ports.clone()).unwrap_or_default(),
+        gpu_ids: info
+            .and_then(|i| i.labels.get(labels::GPUS))
+            .map(|g| g.split(',').map(String::from).collect())
+            .unwrap_or_default(),
+        started_at: info.and_then(|i| i.started_at.clone()),
+        applied: Some(d.run.clone()),
+    }
+}
+
+/// One pass; returns how long to wait before the next unless something happens.
+async fn converge(
+    shared: &Shared,
+    id: i64,
+    d: &DesiredInstance,
+    mem: &mut Memory,
+    desired: &mut watch::Receiver<Option<DesiredInstance>>,
+) -> Duration {
+    let engine = &shared.engine;
+    let found = match find(shared, id, mem).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot inspect container");
+            return RETRY;
+        }
+    };
+    let failed_now = |mem: &Memory| {
+        mem.failed
+            .as_ref()
+            .filter(|(run, _)| *run == d.run)
+            .map(|(_, r)| r.clone())
+    };
+    let mut info = match found {
+        Some(info) => info,
+        None => {
+            if d.run == RunState::Stopped {
+                shared.record(actual(id, d, Phase::Stopped, None));
+                return IDLE_RECHECK;
+            }
+            if let Some(reason) = failed_now(mem) {
+                shared.record(actual(id, d, Phase::Failed { reason }, None));
+                return IDLE_RECHECK;
+            }
+            match create(shared, id, d, desired).await {
+                Ok(Some(info)) => {
+                    mem.container = Some(info.id.clone());
+                    info
+                }
+                Ok(None) => return Duration::ZERO,
+                Err(reason) => {
+                    tracing::warn!(%reason, "instance failed");
+                    mem.failed = Some((d.run.clone(), reason.clone()));
+                    shared.record(actual(id, d, Phase::Failed { reason }, None));
+                    return IDLE_RECHECK;
+                }
+            }
+        }
+    };
+
+    match d.run {
+        RunState::Stopped => {
+            if info.running {
+                if let Err(e) = engine.stop(&info.id).await {
+                    tracing::warn!(error = %e, "cannot stop container");
+                    return RETRY;
+                }
+                tracing::info!("container stopped");
+                info = match engine.inspect(&info.id).await {
+                    Ok(Some(i)) => i,
+                    _ => return RETRY,
+                };
+            }
+            shared.record(actual(id, d, Phase::Stopped, Some(&info)));
+        }
+        RunState::Running { since_ms } => {
+            let started_since = info.started_at_ms.is_some_and(|t| t >= since_ms);
+            if info.running && !started_since {
+                tracing::info!("restarting container");
+                if let Err(e) = engine.restart(&info.id).await {
+                    tracing::warn!(error = %e, "cannot restart container");
+                    return RETRY;
+                }
+                return Duration::ZERO;
+            }
+            if info.running {
+                shared.record(actual(id, d, Phase::Running, Some(&info)));
+            } else if let Some(reason) = failed_now(mem) {
+                shared.record(actual(id, d, Phase::Failed { reason }, Some(&info)));
+            } else if started_since {
+                shared.record(actual(
+                    id,
+                    d,
+                    Phase::Exited {
+                        code: info.exit_code,
+                    },
+                    Some(&info),
+                ));
+            } else {
+                match engine.start(&info.id).await {
+                    Ok(()) => {
+                        tracing::info!("container started");
+                        return Duration::ZERO;
+                    }
+                    Err(e) => {
+                        let reason = start_failure(&e.message());
+                        tracing::warn!(%reason, "instance failed");
+                        mem.failed = Some((d.run.clone(), reason.clone()));
+                        shared.record(actual(id, d, Phase::Failed { reason }, Some(&info)));
+                    }
+                }
+            }
+        }
+    }
+    IDLE_RECHECK
+}
+
+/// The instance's container, by the remembered id or by its labels.
+async fn find(
+    shared: &Shared,
+    id: i64,
+    mem: &mut Memory,
+) -> Result<Option<ContainerInfo>, crate::engine::EngineError> {
+    if let Some(c) = &mem.container {
+        if let Some(info) = shared.engine.inspect(c).await? {
+            return Ok(Some(info));
+        }
+        mem.container = None;
+    }
+    let mut ids = our_containers(shared, id).await?;
+    let Some(first) = ids.pop() else {
+        return Ok(None);
+    };
+    for extra in ids {
+        tracing::warn!(container = %extra, "removing a second container of the same instance");
+        shared.engine.remove(&extra).await?;
+    }
+    let info = shared.engine.inspect(&first).await?;
+    mem.container = info.as_ref().map(|i| i.id.clone());
+    Ok(info)
+}
+
+/// Pulls the image if needed, allocates ports and GPUs, and creates the container.
+/// `Ok(None)`: a newer desire arrived meanwhile.
+async fn create(
+    shared: &Shared,
+    id: i64,
+    d: &DesiredInstance,
+    desired: &mut watch::Receiver<Option<DesiredInstance>>,
+) -> Result<Option<ContainerInfo>, String> {
+    let engine = &shared.engine;
+    let image = &d.spec.image;
+    let cfg = match engine
+        .image_config(image)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(cfg) => cfg,
+        None => {
+            tracing::info!(%image, "pulling image");
+            shared.record(actual(id, d, Phase::Pulling { progress: None }, None));
+            let mut last = Instant::now();
+            let pull = engine.pull(image, |p: PullProgress| {
+                if last.elapsed() >= Duration::from_millis(200) {
+                    last = Instant::now();
+                    shared.record(actual(id, d, Phase::Pulling { progress: Some(p) }, None));
+                }
+            });
+            tokio::select! {
+                r = pull => r.map_err(|e| format!("image {image} could not be pulled: {}", e.message()))?,
+                _ = desired.changed() => return Ok(None),
+            }
+            engine
+                .image_config(image)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("image {image} is missing right after pulling it"))?
+        }
+    };
+    shared.record(actual(id, d, Phase::Creating, None));
+    let wanted = berth_launch::wanted_ports(&d.spec, &cfg).map_err(|e| e.to_string())?;
+
+    // One creation at a time: ports and GPUs are read, chosen and taken together.
+    let mut allocator = shared.allocator.lock().await;
+    let mut used_ports = HashSet::new();
+    let mut used_gpus = HashSet::new();
+    let mine = engine
+        .list_berth(shared.deployment(), &shared.config.name)
+        .await
+        .map_err(|e| e.to_string())?;
+    for (_, c) in mine {
+        if let Ok(Some(info)) = engine.inspect(&c).await {
+            used_ports.extend(info.ports.iter().map(|m| m.external));
+            if let Some(g) = info.labels.get(labels::GPUS) {
+                used_gpus.extend(g.split(',').map(String::from));
+            }
+        }
+    }
+    let free_gpus: Vec<String> = shared
+        .gpus
+        .iter()
+        .map(|g| g.uuid.clone())
+        .filter(|u| !used_gpus.contains(u))
+        .collect();
+    if (free_gpus.len() as u32) < d.spec.gpus {
+        return Err(format!(
+            "{} GPUs asked for, but this host has {} free of {}",
+            d.spec.gpus,
+            free_gpus.len(),
+            shared.gpus.len()
+        ));
+    }
+    let gpu_ids: Vec<String> = free_gpus.into_iter().take(d.spec.gpus as usize).collect();
+    let mappings = allocator
+        .allocate(&wanted, &used_ports, ports::bindable)
+        .map_err(|e| e.to_string())?;
+    let host = HostContext {
+        deployment: shared.deployment().to_string(),
+        host: shared.config.name.clone(),
+        public_ip: shared.config.public_ip.clone(),
+    };
+    let plan = berth_launch::plan(id, &d.spec, &cfg, &host, &mappings, &gpu_ids)
+        .map_err(|e| e.to_string())?;
+    let cid = engine
+        .create(&plan)
+        .await
+        .map_err(|e| format!("cannot create the container: {}", e.message()))?;
+    drop(allocator);
+    tracing::info!(container = %cid, ports = ?mappings, "container created");
+    engine
+        .inspect(&cid)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "the container vanished right after it was created".to_string())
+        .map(Some)
+}
+
+/// The useful part of the engine's start error: OCI runtimes wrap "exec: …" in layers.
+fn start_failure(message: &str) -> String {
+    match message.find("exec: ") {
+        Some(i) => {
+            let core = message[i..].trim_end_matches(": unknown");
+            if core.contains("no such file or directory")
+                || core.contains("executable file not found")
+            {
+                format!("entrypoint not found in the image: {core}")
+            } else {
+                format!("cannot start the container: {core}")
+            }
+        }
+        None => format!("cannot start the container: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn start_failures_are_short() {
+        let m = "failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"/nope\": stat /nope: no such file or directory: unknown";
+        assert_eq!(
+            super::start_failure(m),
+            "entrypoint not found in the image: exec: \"/nope\": stat /nope: no such file or directory"
+        );
+        assert_eq!(
+            super::start_failure("boom"),
+            "cannot start the container: boom"
+        );
+    }
+}

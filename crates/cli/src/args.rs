@@ -1,0 +1,350 @@
+//! The client subcommands as clap parses them. The `berth` binary flattens [`Command`]
+//! next to its own subcommands.
+use berth_core::api::CreateInstance;
+use berth_core::LaunchMode;
+use clap::{Args, Subcommand};
+
+/// Instance ids are positive integers.
+fn id_parser() -> clap::builder::RangedI64ValueParser<i64> {
+    clap::value_parser!(i64).range(1..)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Check a server URL and API key, then save them for the next commands
+    Login {
+        /// The server's URL, e.g. http://127.0.0.1:7878
+        #[arg(long)]
+        url: String,
+        /// Your API key
+        #[arg(long)]
+        api_key: String,
+    },
+    /// Launch an instance; prints its id
+    Create(CreateArgs),
+    /// List your instances
+    Ls {
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an instance in detail
+    Show {
+        #[arg(value_parser = id_parser())]
+        id: i64,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an instance's output
+    Logs {
+        #[arg(value_parser = id_parser())]
+        id: i64,
+        /// Keep printing new output until the container stops
+        #[arg(short, long)]
+        follow: bool,
+        /// Start with the last N lines only
+        #[arg(long, value_name = "N")]
+        tail: Option<u64>,
+    },
+    /// Stop an instance (its container is kept)
+    Stop {
+        #[arg(value_parser = id_parser())]
+        id: i64,
+    },
+    /// Start a stopped or exited instance
+    Start {
+        #[arg(value_parser = id_parser())]
+        id: i64,
+    },
+    /// Restart an instance's container
+    Reboot {
+        #[arg(value_parser = id_parser())]
+        id: i64,
+    },
+    /// Remove an instance and its container
+    Destroy {
+        #[arg(value_parser = id_parser())]
+        id: i64,
+    },
+    /// List the hosts
+    Hosts {
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage users (admin)
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user; prints the user's API key (shown only this once)
+    Add {
+        name: String,
+        /// Print the API's JSON (name and key)
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the users
+    Ls {
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user
+    Rm { name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct CreateArgs {
+    /// The image, e.g. debian:12 or registry.example:5000/team/app:v1
+    pub image: String,
+    /// Replace the image's ENTRYPOINT (and drop its CMD, as Docker does)
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Docker-options string, e.g. '-e K=V -p 8081:8081 -p 7000/udp'
+    #[arg(
+        long = "env",
+        value_name = "DOCKER-OPTIONS",
+        allow_hyphen_values = true
+    )]
+    pub docker_options: Option<String>,
+    /// Set an environment variable (repeatable)
+    #[arg(short = 'e', value_name = "K=V", value_parser = parse_env_var)]
+    pub env: Vec<(String, String)>,
+    /// Expose an internal port on a host port (repeatable)
+    #[arg(short = 'p', value_name = "PORT[/tcp|/udp]")]
+    pub ports: Vec<String>,
+    /// A note to tell instances apart
+    #[arg(long, value_name = "TEXT")]
+    pub label: Option<String>,
+    /// Number of GPUs
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub gpus: u32,
+    /// ssh launch mode: berth runs sshd instead of the image's entrypoint
+    #[arg(long, conflicts_with = "jupyter")]
+    pub ssh: bool,
+    /// jupyter launch mode: ssh mode plus a Jupyter server
+    #[arg(long)]
+    pub jupyter: bool,
+    /// Wait until the instance is running (or has exited or failed)
+    #[arg(long)]
+    pub wait: bool,
+    /// Print JSON: {"id": N}, or with --wait the instance
+    #[arg(long)]
+    pub json: bool,
+    /// Replace the image's CMD with the REST of the command line, verbatim (no shell);
+    /// `--args` alone means an empty CMD
+    #[arg(
+        long,
+        value_name = "ARG",
+        num_args = 0..,
+        allow_hyphen_values = true
+    )]
+    pub args: Option<Vec<String>>,
+}
+
+impl CreateArgs {
+    /// The API request these flags ask for.
+    pub fn to_request(&self) -> CreateInstance {
+        let mode = if self.ssh {
+            LaunchMode::Ssh
+        } else if self.jupyter {
+            LaunchMode::Jupyter
+        } else {
+            LaunchMode::Entrypoint
+        };
+        CreateInstance {
+            image: self.image.clone(),
+            mode,
+            entrypoint: self.entrypoint.clone(),
+            args: self.args.clone(),
+            docker_options: self.docker_options.clone(),
+            env: self.env.iter().cloned().collect(),
+            ports: self.ports.clone(),
+            label: self.label.clone(),
+            gpus: self.gpus,
+        }
+    }
+}
+
+/// `K=V` of `-e`.
+fn parse_env_var(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| {
+        format!("expected NAME=VALUE, got {s:?} (berth does not copy variables from your shell)")
+    })?;
+    berth_core::spec::validate_env_name(k)?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Command,
+    }
+
+    fn parse(argv: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("berth").chain(argv.iter().copied())).map(|c| c.cmd)
+    }
+
+    fn create(argv: &[&str]) -> CreateArgs {
+        let mut full = vec!["create"];
+        full.extend(argv);
+        match parse(&full) {
+            Ok(Command::Create(c)) => c,
+            other => panic!("{argv:?}: {other:?}"),
+        }
+    }
+
+    fn error(argv: &[&str]) -> String {
+        parse(argv).expect_err(&argv.join(" ")).to_string()
+    }
+
+    #[test]
+    fn the_command_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn args_take_the_rest_of_the_line() {
+        let c = create(&["img", "--args", "-c", "echo hi", "--label", "x"]);
+        assert_eq!(c.args.unwrap(), ["-c", "echo hi", "--label", "x"]);
+        assert_eq!(c.label, None);
+
+        let c = create(&[
+            "img", "--label", "y", "--args", "a", "--", "-e", "--args", "--help",
+        ]);
+        assert_eq!(c.args.unwrap(), ["a", "--", "-e", "--args", "--help"]);
+        assert_eq!(c.label.as_deref(), Some("y"));
+        assert!(c.env.is_empty());
+
+        let c = create(&["img", "--args", "a b", "'q'", "$HOME", ""]);
+        assert_eq!(c.args.unwrap(), ["a b", "'q'", "$HOME", ""]);
+    }
+
+    #[test]
+    fn bare_args_mean_an_empty_cmd() {
+        assert_eq!(create(&["img", "--args"]).args, Some(vec![]));
+        assert_eq!(create(&["img"]).args, None);
+    }
+
+    #[test]
+    fn create_flags_build_the_request() {
+        let c = create(&[
+            "berth-test/busybox",
+            "--entrypoint",
+            "/bin/sh",
+            "--env",
+            "-e K=V -p 8081:8081",
+            "-e",
+            "A=1",
+            "-eB=x=y",
+            "-e",
+            "EMPTY=",
+            "-p",
+            "8000",
+            "-p",
+            "7000/udp",
+            "--label",
+            "run 1",
+            "--gpus",
+            "2",
+            "--wait",
+            "--json",
+        ]);
+        assert!(c.wait && c.json);
+        let r = c.to_request();
+        assert_eq!(r.image, "berth-test/busybox");
+        assert_eq!(r.mode, LaunchMode::Entrypoint);
+        assert_eq!(r.entrypoint.as_deref(), Some("/bin/sh"));
+        assert_eq!(r.docker_options.as_deref(), Some("-e K=V -p 8081:8081"));
+        let env: Vec<_> = r
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(env, [("A", "1"), ("B", "x=y"), ("EMPTY", "")]);
+        assert_eq!(r.ports, ["8000", "7000/udp"]);
+        assert_eq!(r.label.as_deref(), Some("run 1"));
+        assert_eq!(r.gpus, 2);
+        assert_eq!(r.args, None);
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(create(&["i", "--ssh"]).to_request().mode, LaunchMode::Ssh);
+        assert_eq!(
+            create(&["i", "--jupyter"]).to_request().mode,
+            LaunchMode::Jupyter
+        );
+        let e = error(&["create", "i", "--ssh", "--jupyter"]);
+        assert!(e.contains("cannot be used with"), "{e}");
+    }
+
+    #[test]
+    fn env_flags_need_name_and_value() {
+        let e = error(&["create", "i", "-e", "HOME"]);
+        assert!(e.contains("expected NAME=VALUE"), "{e}");
+        let e = error(&["create", "i", "-e", "9X=1"]);
+        assert!(e.contains("not a valid variable name"), "{e}");
+    }
+
+    #[test]
+    fn ids_are_positive_integers() {
+        assert_eq!(
+            parse(&["show", "7"]).unwrap(),
+            Command::Show { id: 7, json: false }
+        );
+        for bad in ["abc", "0", "-3", "1.5"] {
+            assert!(parse(&["stop", bad]).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse(&["destroy", "12"]).unwrap(),
+            Command::Destroy { id: 12 }
+        );
+    }
+
+    #[test]
+    fn other_commands() {
+        assert_eq!(
+            parse(&["logs", "3", "-f", "--tail", "10"]).unwrap(),
+            Command::Logs {
+                id: 3,
+                follow: true,
+                tail: Some(10)
+            }
+        );
+        assert_eq!(
+            parse(&["login", "--url", "http://h:1", "--api-key", "k"]).unwrap(),
+            Command::Login {
+                url: "http://h:1".into(),
+                api_key: "k".into()
+            }
+        );
+        assert!(parse(&["login", "--url", "http://h:1"]).is_err());
+        assert_eq!(
+            parse(&["ls", "--json"]).unwrap(),
+            Command::Ls { json: true }
+        );
+        assert_eq!(
+            parse(&["users", "add", "bob", "--json"]).unwrap(),
+            Command::Users(UsersCommand::Add {
+                name: "bob".into(),
+                json: true
+            })
+        );
+        assert_eq!(
+            parse(&["users", "rm", "bob"]).unwrap(),
+            Command::Users(UsersCommand::Rm { name: "bob".into() })
+        );
+        assert!(parse(&["users"]).is_err());
+    }
+}

@@ -1,0 +1,510 @@
+//! How the CLI shows things: tables, detail lines, ages, sizes. Pure functions of the API's
+//! types, so they are tested without a server.
+use berth_core::api::{Host, Instance, User};
+use berth_core::protocol::{PortMapping, PullProgress};
+use berth_core::InstanceState;
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Writes to stdout; a closed pipe (`berth ls | head -1`) is not an error.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Pretty JSON and a newline.
+pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(value)? + "\n")
+}
+
+/// Left-aligned columns two spaces apart, one line each, no trailing blanks.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(&widths) {
+            line.push_str(cell);
+            let pad = width - cell.chars().count() + 2;
+            line.extend(std::iter::repeat_n(' ', pad));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn instances_table(instances: &[Instance], now: i64) -> String {
+    let rows: Vec<Vec<String>> = instances
+        .iter()
+        .map(|i| {
+            vec![
+                i.id.to_string(),
+                state(i),
+                i.mode.to_string(),
+                i.image.clone(),
+                dash(&i.host),
+                dash(&ports(&i.ports)),
+                dash(i.label.as_deref().unwrap_or("")),
+                age(&i.created_at, now),
+            ]
+        })
+        .collect();
+    let headers = [
+        "ID", "STATE", "MODE", "IMAGE", "HOST", "PORTS", "LABEL", "AGE",
+    ];
+    table(&headers, &rows)
+}
+
+pub fn hosts_table(hosts: &[Host]) -> String {
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.name.clone(),
+                yes_no(h.online),
+                dash(&h.public_ip),
+                h.port_range
+                    .as_ref()
+                    .map_or("-".to_string(), |r| format!("{}-{}", r.first, r.last)),
+                h.gpus.len().to_string(),
+                h.instances.to_string(),
+            ]
+        })
+        .collect();
+    let headers = ["NAME", "ONLINE", "PUBLIC IP", "PORTS", "GPUS", "INSTANCES"];
+    table(&headers, &rows)
+}
+
+pub fn users_table(users: &[User], now: i64) -> String {
+    let rows: Vec<Vec<String>> = users
+        .iter()
+        .map(|u| vec![u.name.clone(), yes_no(u.admin), age(&u.created_at, now)])
+        .collect();
+    table(&["NAME", "ADMIN", "AGE"], &rows)
+}
+
+/// `berth show`: one `key: value` line each; lists continue on indented lines.
+pub fn instance_details(i: &Instance, now: i64) -> String {
+    let mut lines: Vec<(&str, Vec<String>)> = vec![
+        ("id", vec![i.id.to_string()]),
+        ("state", vec![i.state.to_string()]),
+    ];
+    if let Some(code) = i.exit_code {
+        lines.push(("exit code", vec![code.to_string()]));
+    }
+    if let Some(reason) = &i.reason {
+        lines.push(("reason", vec![reason.clone()]));
+    }
+    if let Some(p) = &i.progress {
+        lines.push(("pull", vec![progress(p)]));
+    }
+    lines.extend([
+        ("owner", vec![i.owner.clone()]),
+        ("image", vec![i.image.clone()]),
+        ("mode", vec![i.mode.to_string()]),
+        ("label", vec![dash(i.label.as_deref().unwrap_or(""))]),
+        ("host", vec![dash(&i.host)]),
+        ("public ip", vec![dash(&i.public_ip)]),
+    ]);
+    let ports: Vec<String> = i
+        .ports
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{} -> {}/{}",
+                i.public_ip,
+                p.external,
+                p.internal,
+                p.proto.as_str()
+            )
+        })
+        .collect();
+    lines.push(("ports", ports));
+    lines.push(("gpus", vec![i.gpus.to_string()]));
+    let env: Vec<String> = i.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    lines.push(("env", env));
+    lines.push((
+        "entrypoint",
+        vec![i.entrypoint.as_deref().map_or("-".into(), quote)],
+    ));
+    let args = match &i.args {
+        None => "-".to_string(),
+        Some(a) => format!(
+            "[{}]",
+            a.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    lines.push(("args", vec![args]));
+    lines.push((
+        "container id",
+        vec![dash(i.container_id.as_deref().unwrap_or(""))],
+    ));
+    lines.push((
+        "created",
+        vec![format!(
+            "{} ({} ago)",
+            i.created_at,
+            age(&i.created_at, now)
+        )],
+    ));
+    if let Some(s) = &i.started_at {
+        lines.push(("started", vec![s.clone()]));
+    }
+
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
+    let mut out = String::new();
+    for (key, values) in lines {
+        let key = format!("{key}:");
+        let mut values = values.into_iter();
+        let first = values.next().unwrap_or_else(|| "-".to_string());
+        out.push_str(format!("{key:width$}{first}").trim_end());
+        out.push('\n');
+        for v in values {
+            out.push_str(&format!("{:width$}{v}\n", ""));
+        }
+    }
+    out
+}
+
+/// `running`, or `exited(3)` when there is an exit code.
+pub fn state(i: &Instance) -> String {
+    match (i.state, i.exit_code) {
+        (InstanceState::Exited, Some(code)) => format!("exited({code})"),
+        (s, _) => s.to_string(),
+    }
+}
+
+/// `40001->8000/tcp,40002->7000/udp`.
+pub fn ports(ports: &[PortMapping]) -> String {
+    ports
+        .iter()
+        .map(|p| format!("{}->{}/{}", p.external, p.internal, p.proto.as_str()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `12.3 MB / 45.6 MB (2/5 layers)`.
+pub fn progress(p: &PullProgress) -> String {
+    format!(
+        "{} / {} ({}/{} layers)",
+        bytes(p.current),
+        bytes(p.total),
+        p.layers_done,
+        p.layers_total
+    )
+}
+
+/// Decimal units, as Docker shows them: `980 B`, `12.3 MB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1000.0;
+    let mut unit = 0;
+    while v >= 999.95 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// A JSON-quoted string: the exact bytes, visibly delimited.
+pub fn quote(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Time since an RFC 3339 timestamp, in its largest whole unit: `42s`, `5m`, `2h`, `3d`.
+/// A timestamp that cannot be read shows as `?`; one in the future as `0s`.
+pub fn age(rfc3339: &str, now: i64) -> String {
+    let Some(then) = parse_rfc3339(rfc3339) else {
+        return "?".to_string();
+    };
+    let secs = (now - then).max(0);
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// Seconds since the Unix epoch of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let digits = b.get(from..from + len)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    };
+    let sep = |at: usize, ok: &[u8]| b.get(at).is_some_and(|c| ok.contains(c));
+    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, min, sec) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    if sep(i, b".") {
+        i += 1;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+    }
+    let offset = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        c @ (b'+' | b'-') if i + 6 == b.len() && sep(i + 3, b":") => {
+            let (h, m) = (num(i + 1, 2)?, num(i + 4, 2)?);
+            let sign = if *c == b'+' { 1 } else { -1 };
+            sign * (h * 3600 + m * 60)
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    Some(days * 86400 + hour * 3600 + min * 60 + sec - offset)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+fn dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::api::Instance;
+    use berth_core::protocol::{Gpu, PortRange};
+    use berth_core::{LaunchMode, PortProto};
+
+    const NOW: i64 = 1_700_000_000; // 2023-11-14T22:13:20Z
+
+    fn instance() -> Instance {
+        Instance {
+            id: 7,
+            owner: "alice".into(),
+            host: "gpu1".into(),
+            image: "berth-test/busybox".into(),
+            mode: LaunchMode::Entrypoint,
+            label: Some("train run".into()),
+            state: InstanceState::Exited,
+            exit_code: Some(3),
+            reason: None,
+            progress: None,
+            public_ip: "203.0.113.5".into(),
+            ports: vec![
+                PortMapping {
+                    internal: 8000,
+                    external: 40001,
+                    proto: PortProto::Tcp,
+                },
+                PortMapping {
+                    internal: 7000,
+                    external: 40002,
+                    proto: PortProto::Udp,
+                },
+            ],
+            entrypoint: Some("/bin/sh".into()),
+            args: Some(vec!["-c".into(), "echo \"hi\" $HOME".into()]),
+            env: [("A".to_string(), "1".to_string())].into(),
+            gpus: 0,
+            container_id: Some("abc123".into()),
+            created_at: "2023-11-14T22:08:20Z".into(),
+            started_at: None,
+        }
+    }
+
+    #[test]
+    fn rfc3339_parses() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some(NOW));
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20.123456789Z"), Some(NOW));
+        assert_eq!(parse_rfc3339("2023-11-15T00:13:20+02:00"), Some(NOW));
+        assert_eq!(parse_rfc3339("2023-11-14t20:13:20-02:00"), Some(NOW));
+        assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(951_782_400));
+        for bad in [
+            "",
+            "2023-11-14",
+            "2023-11-14T22:13:20",
+            "2023-13-14T22:13:20Z",
+            "2023-11-14T22:13:20Zx",
+            "2023-11-14T22:13:20+0200",
+            "２023-11-14T22:13:20Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ages_use_the_largest_whole_unit() {
+        let at = |secs_ago: i64| age("2023-11-14T22:13:20Z", NOW + secs_ago);
+        assert_eq!(at(0), "0s");
+        assert_eq!(at(59), "59s");
+        assert_eq!(at(300), "5m");
+        assert_eq!(at(2 * 3600 + 59 * 60), "2h");
+        assert_eq!(at(3 * 86400 + 5), "3d");
+        assert_eq!(at(-30), "0s");
+        assert_eq!(age("yesterday", NOW), "?");
+    }
+
+    #[test]
+    fn instance_table() {
+        let mut running = instance();
+        running.id = 12;
+        running.state = InstanceState::Running;
+        running.exit_code = None;
+        running.label = None;
+        running.ports.clear();
+        running.created_at = "2023-11-12T22:13:20Z".into();
+        let t = instances_table(&[instance(), running], NOW);
+        let expected = "\
+ID  STATE      MODE        IMAGE               HOST  PORTS                            LABEL      AGE
+7   exited(3)  entrypoint  berth-test/busybox  gpu1  40001->8000/tcp,40002->7000/udp  train run  5m
+12  running    entrypoint  berth-test/busybox  gpu1  -                                -          2d
+";
+        assert_eq!(t, expected);
+        assert_eq!(instances_table(&[], NOW).lines().count(), 1);
+    }
+
+    #[test]
+    fn host_and_user_tables() {
+        let h = Host {
+            name: "local".into(),
+            public_ip: "203.0.113.5".into(),
+            port_range: Some(PortRange {
+                first: 40000,
+                last: 40999,
+            }),
+            gpus: vec![Gpu {
+                index: 0,
+                name: "A100".into(),
+                uuid: "GPU-1".into(),
+            }],
+            online: true,
+            last_seen: None,
+            instances: 2,
+            docker_version: "26.1".into(),
+        };
+        let mut nat = h.clone();
+        nat.name = "behind-nat".into();
+        nat.port_range = None;
+        nat.gpus.clear();
+        nat.online = false;
+        assert_eq!(
+            hosts_table(&[h, nat]),
+            "\
+NAME        ONLINE  PUBLIC IP    PORTS        GPUS  INSTANCES
+local       yes     203.0.113.5  40000-40999  1     2
+behind-nat  no      203.0.113.5  -            0     2
+"
+        );
+        let u = User {
+            name: "admin".into(),
+            admin: true,
+            created_at: "2023-11-14T21:13:20Z".into(),
+        };
+        assert_eq!(
+            users_table(&[u], NOW),
+            "NAME   ADMIN  AGE\nadmin  yes    1h\n"
+        );
+    }
+
+    #[test]
+    fn details_show_everything() {
+        let d = instance_details(&instance(), NOW);
+        let expected = r#"id:           7
+state:        exited
+exit code:    3
+owner:        alice
+image:        berth-test/busybox
+mode:         entrypoint
+label:        train run
+host:         gpu1
+public ip:    203.0.113.5
+ports:        203.0.113.5:40001 -> 8000/tcp
+              203.0.113.5:40002 -> 7000/udp
+gpus:         0
+env:          A=1
+entrypoint:   "/bin/sh"
+args:         ["-c", "echo \"hi\" $HOME"]
+container id: abc123
+created:      2023-11-14T22:08:20Z (5m ago)
+"#;
+        assert_eq!(d, expected);
+
+        let mut loading = instance();
+        loading.state = InstanceState::Loading;
+        loading.exit_code = None;
+        loading.progress = Some(PullProgress {
+            current: 12_345_678,
+            total: 45_600_000,
+            layers_done: 2,
+            layers_total: 5,
+        });
+        loading.ports.clear();
+        loading.env.clear();
+        loading.args = Some(vec![]);
+        let d = instance_details(&loading, NOW);
+        assert!(
+            d.contains("\npull:         12.3 MB / 45.6 MB (2/5 layers)\n"),
+            "{d}"
+        );
+        assert!(d.contains("\nports:        -\n"), "{d}");
+        assert!(d.contains("\nenv:          -\n"), "{d}");
+        assert!(d.contains("\nargs:         []\n"), "{d}");
+
+        let mut failed = instance();
+        failed.state = InstanceState::Failed;
+        failed.exit_code = None;
+        failed.reason = Some("image not found".into());
+        let d = instance_details(&failed, NOW);
+        assert!(d.contains("\nreason:       image not found\n"), "{d}");
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(999), "999 B");
+        assert_eq!(bytes(1000), "1.0 kB");
+        assert_eq!(bytes(999_999), "1.0 MB");
+        assert_eq!(bytes(45_600_000), "45.6 MB");
+        assert_eq!(bytes(3_000_000_000), "3.0 GB");
+    }
+}

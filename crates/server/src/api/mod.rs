@@ -1,0 +1,91 @@
+//! The REST API under `/api/v1` and the agent endpoint.
+mod hosts;
+mod instances;
+mod users;
+
+use crate::auth::{self, CurrentUser};
+use crate::error::ApiError;
+use crate::App;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use berth_core::api;
+use berth_core::protocol::AGENT_PATH;
+
+/// Request bodies larger than this are refused.
+const MAX_BODY: usize = 1024 * 1024;
+
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/me", get(me))
+        .route(
+            "/api/v1/instances",
+            post(instances::create).get(instances::list),
+        )
+        .route(
+            "/api/v1/instances/{id}",
+            get(instances::show).delete(instances::destroy),
+        )
+        .route("/api/v1/instances/{id}/stop", post(instances::stop))
+        .route("/api/v1/instances/{id}/start", post(instances::start))
+        .route("/api/v1/instances/{id}/reboot", post(instances::reboot))
+        .route("/api/v1/instances/{id}/logs", get(instances::logs))
+        .route("/api/v1/hosts", get(hosts::list))
+        .route("/api/v1/users", get(users::list).post(users::create))
+        .route("/api/v1/users/{name}", axum::routing::delete(users::remove))
+        .route(AGENT_PATH, get(agent_connect))
+        .fallback(|| async { ApiError::NotFound("no such API route".into()) })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+async fn me(user: CurrentUser) -> Json<api::Me> {
+    Json(api::Me {
+        name: user.name,
+        admin: user.admin,
+    })
+}
+
+async fn agent_connect(
+    State(app): State<App>,
+    headers: axum::http::HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let token = auth::bearer(&headers).ok_or(ApiError::Unauthorized)?;
+    if !auth::secrets_equal(token, app.agent_token.expose()) {
+        return Err(ApiError::Unauthorized);
+    }
+    let hub = app.hub.clone();
+    Ok(ws
+        .max_message_size(16 * 1024 * 1024)
+        .on_upgrade(move |socket| hub.serve(socket)))
+}
+
+/// JSON body extractor whose rejections are API errors (400 with the serde message).
+pub struct Body<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(rej) => Err(ApiError::BadRequest(rej.body_text())),
+        }
+    }
+}

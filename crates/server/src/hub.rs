@@ -1,0 +1,340 @@
+//! The agent hub: agents dial in over WebSocket ([`berth_core::protocol`]); the hub keeps
+//! one connection per host, pushes the host's full desired set whenever it changes, stores
+//! the full actual set each report, and routes log streams.
+use crate::auth::now_ms;
+use crate::error::ApiError;
+use axum::extract::ws::{Message, WebSocket};
+use berth_core::protocol::{
+    decode_log_frame, ActualInstance, AgentMessage, DesiredInstance, HostFacts, ServerMessage,
+    PROTOCOL_VERSION, REPORT_INTERVAL_SECS,
+};
+use berth_store::Store;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// An agent silent for this long is dropped.
+const AGENT_SILENCE: Duration = Duration::from_secs(REPORT_INTERVAL_SECS * 4);
+/// Log chunks buffered for one reader before it is cut off as too slow.
+const LOG_BUFFER: usize = 512;
+
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    store: Store,
+    deployment: String,
+    shutdown: CancellationToken,
+    agents: Mutex<HashMap<String, AgentHandle>>,
+    next_id: AtomicU64,
+}
+
+#[derive(Clone)]
+struct AgentHandle {
+    conn_id: u64,
+    facts: HostFacts,
+    desired_changed: Arc<Notify>,
+    out: mpsc::UnboundedSender<ServerMessage>,
+    logs: Arc<Mutex<HashMap<u64, mpsc::Sender<Bytes>>>>,
+}
+
+impl Hub {
+    pub fn new(store: Store, deployment: String, shutdown: CancellationToken) -> Self {
+        Hub {
+            inner: Arc::new(HubInner {
+                store,
+                deployment,
+                shutdown,
+                agents: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    fn agents(&self) -> std::sync::MutexGuard<'_, HashMap<String, AgentHandle>> {
+        self.inner.agents.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Facts of the hosts whose agents are connected now.
+    pub fn online_hosts(&self) -> Vec<HostFacts> {
+        self.agents().values().map(|a| a.facts.clone()).collect()
+    }
+
+    pub fn is_connected(&self, host: &str) -> bool {
+        self.agents().contains_key(host)
+    }
+
+    /// Tells the host's agent (if connected) that its desired set changed.
+    pub fn desired_changed(&self, host: &str) {
+        if let Some(a) = self.agents().get(host) {
+            a.desired_changed.notify_one();
+        }
+    }
+
+    /// Opens a log stream of `instance` on `host`; the stream closes on the agent's side
+    /// when the returned value is dropped.
+    pub fn open_logs(
+        &self,
+        host: &str,
+        instance: i64,
+        follow: bool,
+        tail: Option<u64>,
+    ) -> Result<LogStream, ApiError> {
+        let agent = self.agents().get(host).cloned().ok_or_else(|| {
+            ApiError::Unavailable(format!("host {host} is offline; logs cannot be read now"))
+        })?;
+        let stream = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(LOG_BUFFER);
+        agent
+            .logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(stream, tx);
+        agent
+            .out
+            .send(ServerMessage::OpenLogs {
+                stream,
+                instance,
+                follow,
+                tail,
+            })
+            .map_err(|_| ApiError::Unavailable(format!("host {host} went offline")))?;
+        Ok(LogStream { rx, stream, agent })
+    }
+
+    /// Serves one agent connection until it ends.
+    pub async fn serve(self, mut ws: WebSocket) {
+        let hello = tokio::time::timeout(Duration::from_secs(10), ws.recv()).await;
+        let facts = match hello {
+            Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<AgentMessage>(&t) {
+                Ok(AgentMessage::Hello { protocol, host }) if protocol == PROTOCOL_VERSION => host,
+                Ok(AgentMessage::Hello { protocol, .. }) => {
+                    refuse(&mut ws, format!("agent protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}")).await;
+                    return;
+                }
+                _ => {
+                    refuse(&mut ws, "expected a hello message first".into()).await;
+                    return;
+                }
+            },
+            _ => return,
+        };
+        if let Err(why) = validate_host_name(&facts.name) {
+            refuse(&mut ws, why).await;
+            return;
+        }
+        let span = tracing::info_span!("agent", host = %facts.name);
+        self.serve_agent(ws, facts).instrument(span).await
+    }
+
+    async fn serve_agent(self, mut ws: WebSocket, facts: HostFacts) {
+        let store = &self.inner.store;
+        if let Err(e) = store.upsert_host(&facts, now_ms()).await {
+            tracing::error!(error = %e, "cannot record host");
+            return;
+        }
+        let conn_id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel();
+        let handle = AgentHandle {
+            conn_id,
+            facts: facts.clone(),
+            desired_changed: Arc::new(Notify::new()),
+            out: out_tx,
+            logs: Arc::new(Mutex::new(HashMap::new())),
+        };
+        let replaced = self.agents().insert(facts.name.clone(), handle.clone());
+        if replaced.is_some() {
+            tracing::info!("a newer connection replaces the old one of this host");
+        }
+        tracing::info!(public_ip = %facts.public_ip, "agent connected");
+
+        let welcome = ServerMessage::Welcome {
+            deployment: self.inner.deployment.clone(),
+        };
+        let mut ok = send(&mut ws, &welcome).await;
+        if ok {
+            ok = self.send_desired(&mut ws, &facts.name).await;
+        }
+        while ok {
+            tokio::select! {
+                msg = tokio::time::timeout(AGENT_SILENCE, ws.recv()) => {
+                    ok = match msg {
+                        Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<AgentMessage>(&t) {
+                            Ok(AgentMessage::Report { actual }) => {
+                                self.record_report(&facts.name, actual).await;
+                                true
+                            }
+                            Ok(AgentMessage::LogEnd { stream, error }) => {
+                                let tx = handle.logs.lock().unwrap_or_else(|p| p.into_inner()).remove(&stream);
+                                if let (Some(tx), Some(e)) = (tx, error) {
+                                    let _ = tx.try_send(Bytes::from(format!("berth: {e}\n")));
+                                }
+                                true
+                            }
+                            Ok(AgentMessage::Hello { .. }) => true,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "bad message from agent");
+                                true
+                            }
+                        },
+                        Ok(Some(Ok(Message::Binary(b)))) => {
+                            if let Some((stream, data)) = decode_log_frame(&b) {
+                                let mut logs = handle.logs.lock().unwrap_or_else(|p| p.into_inner());
+                                let full = match logs.get(&stream) {
+                                    Some(tx) => tx.try_send(Bytes::copy_from_slice(data)).is_err(),
+                                    None => false,
+                                };
+                                if full {
+                                    // The reader is gone or too slow: stop the stream.
+                                    logs.remove(&stream);
+                                    let _ = handle.out.send(ServerMessage::CloseLogs { stream });
+                                }
+                            }
+                            true
+                        }
+                        Ok(Some(Ok(Message::Close(_)))) | Ok(None) => false,
+                        Ok(Some(Ok(_))) => true,
+                        Ok(Some(Err(e))) => {
+                            tracing::info!(error = %e, "agent connection failed");
+                            false
+                        }
+                        Err(_) => {
+                            tracing::warn!("agent silent for {}s; dropping it", AGENT_SILENCE.as_secs());
+                            false
+                        }
+                    };
+                }
+                _ = handle.desired_changed.notified() => {
+                    ok = self.send_desired(&mut ws, &facts.name).await;
+                }
+                out = out_rx.recv() => {
+                    ok = match out {
+                        Some(m) => send(&mut ws, &m).await,
+                        None => false,
+                    };
+                }
+                _ = self.inner.shutdown.cancelled() => {
+                    let _ = ws.send(Message::Close(None)).await;
+                    ok = false;
+                }
+            }
+        }
+        {
+            let mut agents = self.agents();
+            if agents.get(&facts.name).map(|a| a.conn_id) == Some(conn_id) {
+                agents.remove(&facts.name);
+            }
+        }
+        let _ = store.touch_host(&facts.name, now_ms()).await;
+        tracing::info!("agent disconnected");
+    }
+
+    async fn send_desired(&self, ws: &mut WebSocket, host: &str) -> bool {
+        match self.inner.store.list_host_instances(host).await {
+            Ok(rows) => {
+                let instances = rows
+                    .into_iter()
+                    .map(|r| DesiredInstance {
+                        id: r.id,
+                        spec: r.spec,
+                        run: r.run,
+                    })
+                    .collect();
+                send(ws, &ServerMessage::Desired { instances }).await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the desired set");
+                false
+            }
+        }
+    }
+
+    async fn record_report(&self, host: &str, actual: Vec<ActualInstance>) {
+        let store = &self.inner.store;
+        let _ = store.touch_host(host, now_ms()).await;
+        let mut reported: HashMap<i64, ActualInstance> =
+            actual.into_iter().map(|a| (a.id, a)).collect();
+        let rows = match store.list_host_instances(host).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read instances");
+                return;
+            }
+        };
+        for row in rows {
+            let new = reported.remove(&row.id);
+            if new != row.actual {
+                if let Err(e) = store.set_actual(row.id, new.as_ref()).await {
+                    tracing::error!(instance = row.id, error = %e, "cannot record state");
+                }
+            }
+        }
+    }
+}
+
+async fn send(ws: &mut WebSocket, m: &ServerMessage) -> bool {
+    match serde_json::to_string(m) {
+        Ok(s) => ws.send(Message::Text(s.into())).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+async fn refuse(ws: &mut WebSocket, reason: String) {
+    tracing::warn!(%reason, "refusing agent");
+    let _ = send(ws, &ServerMessage::Refused { reason }).await;
+    let _ = ws.send(Message::Close(None)).await;
+}
+
+fn validate_host_name(name: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "host name {name:?} must be 1 to 64 of letters, digits, '-', '_', '.'"
+        ))
+    }
+}
+
+/// A log stream from an agent. Dropping it tells the agent to stop.
+pub struct LogStream {
+    rx: mpsc::Receiver<Bytes>,
+    stream: u64,
+    agent: AgentHandle,
+}
+
+impl futures_util::Stream for LogStream {
+    type Item = Result<Bytes, std::convert::Infallible>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx).map(|o| o.map(Ok))
+    }
+}
+
+impl Drop for LogStream {
+    fn drop(&mut self) {
+        let removed = self
+            .agent
+            .logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.stream);
+        if removed.is_some() {
+            let _ = self.agent.out.send(ServerMessage::CloseLogs {
+                stream: self.stream,
+            });
+        }
+    }
+}

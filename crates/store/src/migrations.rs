@@ -1,0 +1,38 @@
+//! The schema migrations of each backend, embedded in the binary.
+//!
+//! A migration, once released, is never edited: sqlx records each applied migration's
+//! checksum and refuses a database whose applied migrations differ from the binary's.
+//! Change the schema by adding `NNNN_name.sql` to BOTH directories and listing it here.
+use crate::Backend;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::SqlSafeStr;
+
+/// (version, description, SQLite SQL, PostgreSQL SQL), in version order.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../migrations/postgres/0001_init.sql"),
+)];
+
+/// The migrator for `backend`; each migration runs in its own transaction.
+pub(crate) fn migrator(backend: Backend) -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|&(version, description, sqlite, postgres)| {
+                let sql = match backend {
+                    Backend::Sqlite => sqlite,
+                    Backend::Postgres => postgres,
+                };
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
