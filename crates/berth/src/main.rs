@@ -189,18 +189,34 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
     let url = local_url(server.addr);
     let config_path = berth_cli::config::save(&url, server.admin_api_key.expose())
         .context("cannot log the CLI in")?;
+    let name = a.name.unwrap_or_else(host_name);
     let agent_config = berth_agent::AgentConfig {
         server_url: url.clone(),
         token: server.agent_token.clone(),
-        name: a.name.unwrap_or_else(host_name),
+        name: name.clone(),
         public_ip: a.public_ip,
         port_range: Some(a.ports),
     };
-    let agent = tokio::spawn(berth_agent::run(agent_config, shutdown.clone()));
+    let mut agent = tokio::spawn(berth_agent::run(agent_config, shutdown.clone()));
+    // `berth create` must work as soon as this prints: wait for the agent to be connected.
+    tokio::select! {
+        connected = server.wait_for_host(&name, std::time::Duration::from_secs(30)) => {
+            if !connected {
+                shutdown.cancel();
+                anyhow::bail!("the local agent did not connect to the server within 30 s");
+            }
+        }
+        r = &mut agent => {
+            shutdown.cancel();
+            r.context("agent task failed")?.context("agent failed")?;
+            anyhow::bail!("the agent stopped before it connected");
+        }
+    }
     println!("berth is up");
     println!("  API:       {url}");
     println!("  admin key: {}", server.admin_api_key.expose());
     println!("  data dir:  {}", data_dir.display());
+    println!("  deployment: {}", server.deployment);
     println!("  the CLI is logged in ({})", config_path.display());
     println!("try: berth create berth-test/busybox --wait && berth ls");
     println!("Ctrl-C stops berth; instances keep running and are picked up again by the next `berth up`.");

@@ -78,6 +78,13 @@ impl Display {
                 });
             }
             Display::Lines { last } => {
+                let state = match i.progress.as_ref() {
+                    Some(p) => format!(
+                        "{state} (pulling the image: {}/{} layers)",
+                        p.layers_done, p.layers_total
+                    ),
+                    None => state,
+                };
                 if last.as_deref() != Some(state.as_str()) {
                     eprintln!("{state}");
                     *last = Some(state);

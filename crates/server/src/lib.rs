@@ -52,10 +52,23 @@ pub struct RunningServer {
     pub admin_api_key: Secret,
     pub agent_token: Secret,
     pub deployment: String,
+    hub: Hub,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl RunningServer {
+    /// Waits until the agent of `host` is connected, at most `timeout`.
+    pub async fn wait_for_host(&self, host: &str, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.hub.is_connected(host) {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     /// Waits until the server has stopped (after `shutdown` was cancelled).
     pub async fn wait(self) -> std::io::Result<()> {
         self.task
@@ -111,7 +124,7 @@ pub async fn start(
     let hub = Hub::new(store.clone(), deployment.clone(), shutdown.clone());
     let state = Arc::new(AppState {
         store,
-        hub,
+        hub: hub.clone(),
         agent_token: agent_token.clone(),
     });
     let router = api::router(state);
@@ -126,6 +139,7 @@ pub async fn start(
         admin_api_key,
         agent_token,
         deployment,
+        hub,
         task,
     })
 }
