@@ -1,0 +1,146 @@
+//! Images that are not local are pulled, with progress visible while loading. Tested
+//! against a real local registry (Debian's docker-registry) that the test starts and
+//! pushes a freshly made image to.
+mod common;
+use common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Registry {
+    child: Child,
+    dir: std::path::PathBuf,
+    addr: String,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let bin = "/usr/bin/docker-registry";
+        assert!(
+            std::path::Path::new(bin).exists(),
+            "{bin} is missing: apt-get install docker-registry (.ci/run does)"
+        );
+        let dir = temp_dir("registry");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        let child = Command::new(bin)
+            .args(["serve", dir.join("config.yml").to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("registry.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "registry did not start: {}",
+                std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry { child, dir, addr }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn missing_image_is_pulled_with_progress() {
+    let b = Berth::up();
+    let reg = Registry::start();
+    // An image with a layer of its own (random bytes), so the pull really downloads it.
+    let tag = format!("{}/berth-test/pull-{}:v1", reg.addr, rand::random::<u32>());
+    let maker = format!("berth-pull-maker-{}", rand::random::<u32>());
+    docker(&[
+        "run",
+        "--name",
+        &maker,
+        "--entrypoint",
+        "/bin/sh",
+        BUSYBOX,
+        "-c",
+        "head -c 48000000 /dev/urandom > /blob",
+    ]);
+    docker(&["commit", &maker, &tag]);
+    docker(&["rm", "-f", &maker]);
+    docker(&["push", &tag]);
+    docker(&["rmi", &tag]);
+
+    // Poll through the API while the CLI waits, to see the progress as a user would.
+    let out = std::process::Command::new(berth_bin())
+        .args([
+            "create",
+            &tag,
+            "--entrypoint",
+            "/bin/sh",
+            "--wait",
+            "--args",
+            "-c",
+            "wc -c < /blob",
+        ])
+        .env("BERTH_CONFIG", b.dir.join("config.json"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut saw_progress = false;
+    let mut saw_loading = false;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let id = loop {
+        let list: serde_json::Value = serde_json::from_str(&b.ok(&["ls", "--json"])).unwrap();
+        if let Some(i) = list.as_array().unwrap().first() {
+            saw_loading |= i["state"] == "loading";
+            saw_progress |= i["progress"]["total"].as_u64().unwrap_or(0) > 0;
+            if i["state"] == "exited" || i["state"] == "failed" {
+                break i["id"].as_i64().unwrap();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pull never finished\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = out.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = b.show(id);
+    assert_eq!(v["state"], "exited", "{v:#}");
+    assert_eq!(b.logs(id).trim(), "48000000");
+    assert!(saw_loading, "the instance never showed loading");
+    assert!(saw_progress, "pull progress was never visible in the API");
+    assert!(
+        stderr(&out).contains("loading"),
+        "--wait showed no loading: {}",
+        stderr(&out)
+    );
+    b.ok(&["destroy", &id.to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=berth.deployment={}", b.deployment),
+    ])
+    .trim()
+    .is_empty()
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = Command::new("docker").args(["rmi", &tag]).output();
+}
