@@ -4,22 +4,21 @@
 #   images/build.sh [--force] [NAME...]
 #
 # NAME is a short name (busybox, debian) or the full tag (berth-test/busybox[:latest]).
-# Without NAME every image is built. An image is only (re)built when it is missing
-# or its recipe revision label differs from REV below (bump it after changing a
-# recipe); --force rebuilds regardless. Each freshly built image is smoke-tested
-# and removed again if the test fails. Needs root (debootstrap, chroot).
+# Without NAME every image is built; a named image brings its base images along.
+# An image is only (re)built when it is missing, its recipe revision label differs
+# from REV below (bump it after changing a recipe), or the base image it was built
+# from has changed since; --force rebuilds the named images (all without NAME)
+# regardless. Each freshly built image is smoke-tested and removed again if the
+# test fails. Needs root (debootstrap, chroot).
 #
-# Adding an image: write build_<name> TAG and verify_<name> TAG, add <name> to REV,
-# and append <name> to IMAGES (after the images it derives from). E.g. (tried out:
-# builds in ~7 s, 96 MB; sshd needs `mkdir -p /run/sshd` before it starts):
-#   build_ssh() {
-#       local tag=$1 root
-#       new_workdir
-#       root=$WORK/root && mkdir "$root"
-#       rootfs_from_image berth-test/debian:latest "$root"
-#       root_apt_install "$root" openssh-server
-#       import_root "$root" "$tag" ssh "ENV $PATH_ENV" 'CMD ["/usr/sbin/sshd","-D","-e"]' 'EXPOSE 22'
-#   }
+# Images: busybox, debian, ssh (debian + openssh-server, no host keys), ssh-hostile
+# (ssh with an sshd config and root password berth must ignore), ssh-user (ssh with
+# USER app, WORKDIR /home/app and an ENTRYPOINT that must never run in ssh mode).
+#
+# Adding an image: write build_<name> TAG and verify_<name> TAG ('-' in <name> becomes
+# '_' in the function names), add <name> to REV, and append <name> to IMAGES (after
+# the images it derives from); a derived image also goes into BASE, so that it is
+# rebuilt whenever its base image changes and its base is built first.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,13 +26,24 @@ BERTH_LOG_TAG=images
 # shellcheck source=images/lib.sh
 . "$HERE/lib.sh"
 
-IMAGES=(busybox debian)
+IMAGES=(busybox debian ssh ssh-hostile ssh-user)
 # Recipe revisions, stored in the image label $REV_LABEL. Bump after changing a recipe.
 declare -A REV=(
     [busybox]=1
     [debian]=2
+    [ssh]=1
+    [ssh-hostile]=1
+    [ssh-user]=1
 )
 REV_LABEL=org.berth.test-image.rev
+# Images built from another test image. A derived image records the id of the base
+# it was built from in the label $BASE_LABEL and counts as outdated when that differs.
+declare -A BASE=(
+    [ssh]=debian
+    [ssh-hostile]=ssh
+    [ssh-user]=ssh
+)
+BASE_LABEL=org.berth.test-image.base
 PATH_ENV='PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 # ---------------------------------------------------------------------------
@@ -41,6 +51,7 @@ PATH_ENV='PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 WORKDIRS=()
 MOUNTS=()
+CONTAINERS=() # build-time containers (docker commit), removed by cleanup
 
 # Create a fresh temp dir (on a disk that allows device nodes) and set WORK to it.
 # Not meant for $(...): the dir must be registered in this shell for cleanup.
@@ -61,6 +72,10 @@ cleanup() {
         umount -l "${MOUNTS[i]}" 2>/dev/null || true
     done
     MOUNTS=()
+    if ((${#CONTAINERS[@]})); then
+        docker rm -f "${CONTAINERS[@]}" >/dev/null 2>&1 || true
+    fi
+    CONTAINERS=()
     for d in "${WORKDIRS[@]}"; do
         [[ -d $d ]] || continue
         # Never rm -rf through a mount that is still there.
@@ -126,13 +141,27 @@ rootfs_from_image() { # IMAGE DIR
     rm -f "$2/.dockerenv" # added by Docker to every container filesystem
 }
 
+# The id of the image TAG, empty when it is missing.
+image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+
+# Print the LABEL instructions every image gets: its recipe revision and, for a
+# derived image, the id of its base image.
+image_labels() { # NAME
+    local name=$1 base
+    printf 'LABEL %s=%s\n' "$REV_LABEL" "${REV[$name]}"
+    [[ -n ${BASE[$name]:-} ]] || return 0
+    base=$(image_id "berth-test/${BASE[$name]}:latest")
+    [[ -n $base ]] || berth_die "base image berth-test/${BASE[$name]}:latest is missing"
+    printf 'LABEL %s=%s\n' "$BASE_LABEL" "$base"
+}
+
 # tar ROOT and docker-import it as TAG with the given --change instructions.
 import_root() { # ROOT TAG NAME CHANGE...
-    local root=$1 tag=$2 name=$3
+    local root=$1 tag=$2 name=$3 labels c
     shift 3
-    local args=(--message "berth test image $tag (images/build.sh)"
-        --change "LABEL $REV_LABEL=${REV[$name]}")
-    local c
+    labels=$(image_labels "$name")
+    local args=(--message "berth test image $tag (images/build.sh)")
+    while IFS= read -r c; do args+=(--change "$c"); done <<<"$labels"
     for c in "$@"; do args+=(--change "$c"); done
     tar -C "$root" -c --numeric-owner . | docker import "${args[@]}" - "$tag" >/dev/null
 }
@@ -247,34 +276,192 @@ verify_debian() { # TAG
 }
 
 # ---------------------------------------------------------------------------
+# berth-test/ssh: berth-test/debian + the image's own OpenSSH server (sshd,
+# sftp-server, ssh-keygen), procps and tmux. No host keys (berth brings its own per
+# instance), no /run/sshd (berth's init creates it), no ENTRYPOINT, CMD bash: ssh
+# mode must work without any help from the image.
+
+build_ssh() { # TAG
+    local tag=$1 root
+    new_workdir
+    root=$WORK/root
+    mkdir "$root"
+    rootfs_from_image berth-test/debian:latest "$root"
+    root_apt_install "$root" openssh-server openssh-sftp-server procps tmux
+    rm -f "$root"/etc/ssh/ssh_host_*
+    # Leftovers of the package scripts in /run (sshd, adduser, runit): /run is no
+    # tmpfs in a container, so they would show up at run time.
+    find "$root/run" -mindepth 1 -maxdepth 1 ! -name lock ! -name mount -exec rm -rf {} +
+    import_root "$root" "$tag" ssh \
+        "ENV $PATH_ENV" \
+        'CMD ["/bin/bash"]'
+}
+
+# Checks shared by every image derived from berth-test/ssh.
+verify_ssh_common() { # TAG ENTRYPOINT_JSON
+    local tag=$1 out
+    out=$(docker image inspect -f '{{json .Config.Entrypoint}} {{json .Config.Cmd}}' "$tag")
+    [[ $out == "$2 [\"/bin/bash\"]" ]] || { berth_log "unexpected entrypoint/cmd: $out"; return 1; }
+    # No baked host keys or /run/sshd; sshd accepts its config once given a key and
+    # the privilege separation dir; the sftp server and client tools are there.
+    out=$(docker run --rm --label berth-test=images-build --user root --network none --entrypoint /bin/sh "$tag" -c '
+        set -e
+        for f in /etc/ssh/ssh_host_*; do [ ! -e "$f" ] || { echo "host key baked in: $f"; exit 1; }; done
+        [ ! -e /run/sshd ] || { echo "/run/sshd baked in"; exit 1; }
+        ssh-keygen -q -t ed25519 -N "" -f /tmp/k
+        mkdir -p /run/sshd
+        /usr/sbin/sshd -t -f /etc/ssh/sshd_config -h /tmp/k
+        sftp=$(/usr/sbin/sshd -T -f /etc/ssh/sshd_config -h /tmp/k | awk "\$1 == \"subsystem\" && \$2 == \"sftp\" { print \$3 }")
+        [ -x "$sftp" ] || { echo "sftp subsystem \"$sftp\" is not executable"; exit 1; }
+        command -v ssh-keygen tmux ps >/dev/null
+        echo "sftp-server: $sftp"
+        ssh -V 2>&1
+    ') || { berth_log "sshd check failed: $out"; return 1; }
+    berth_log "$tag: ${out//$'\n'/; }"
+}
+
+verify_ssh() { # TAG
+    local tag=$1 out
+    verify_ssh_common "$tag" null || return 1
+    # The image's sshd really serves: start it with a temp key and fetch that key back.
+    out=$(docker run --rm --label berth-test=images-build --network none "$tag" /bin/sh -c '
+        set -e
+        ssh-keygen -q -t ed25519 -N "" -f /tmp/k
+        mkdir -p /run/sshd
+        /usr/sbin/sshd -h /tmp/k -o ListenAddress=127.0.0.1 -p 22
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            if ssh-keyscan -T 2 -t ed25519 127.0.0.1 2>/dev/null | grep -qF "$(cut -d" " -f2 /tmp/k.pub)"; then
+                echo served; exit 0
+            fi
+            sleep 0.3
+        done
+        exit 1
+    ') || true
+    [[ $out == served ]] || { berth_log "sshd did not serve its host key: $out"; return 1; }
+    out=$(docker run --rm --label berth-test=images-build "$tag" bash -c 'echo ok')
+    [[ $out == ok ]] || { berth_log "unexpected bash output: $out"; return 1; }
+}
+
+# ---------------------------------------------------------------------------
+# berth-test/ssh-hostile: berth-test/ssh whose own sshd config would lock berth out
+# (other ports and listen address, no authorized keys, no root login, passwords on)
+# and whose root has a password: berth must ignore all of it.
+
+# Run SCRIPT with /bin/sh in a new container of BASE, then commit the container as
+# TAG with the given --change instructions (plus the labels of image_labels).
+commit_from() { # BASE TAG NAME SCRIPT CHANGE...
+    local base=$1 tag=$2 name=$3 script=$4 cid c labels
+    shift 4
+    labels=$(image_labels "$name")
+    local args=(--message "berth test image $tag (images/build.sh)")
+    while IFS= read -r c; do args+=(--change "$c"); done <<<"$labels"
+    for c in "$@"; do args+=(--change "$c"); done
+    cid=$(docker create --network none "$base" /bin/sh -c "$script")
+    CONTAINERS+=("$cid")
+    docker start -a "$cid" >&2
+    [[ $(docker inspect -f '{{.State.ExitCode}}' "$cid") == 0 ]] || { berth_log "build script failed in $base"; return 1; }
+    docker commit "${args[@]}" "$cid" "$tag" >/dev/null
+    docker rm -f "$cid" >/dev/null
+    unset 'CONTAINERS[${#CONTAINERS[@]}-1]'
+}
+
+build_ssh_hostile() { # TAG
+    local tag=$1
+    # sshd keeps the first value it reads for most keywords, so the hostile settings
+    # go first; Port accumulates (2223 from evil.conf via the Include, then 2222).
+    # shellcheck disable=SC2016 # the script is expanded by the container's shell
+    commit_from berth-test/ssh:latest "$tag" ssh-hostile '
+        set -e
+        f=/etc/ssh/sshd_config
+        { printf "%s\n" "# berth-test/ssh-hostile: berth must ignore this file" \
+            "Port 2222" "ListenAddress 127.0.0.2" "PasswordAuthentication yes" \
+            "AuthorizedKeysFile /nonexistent" "PermitRootLogin no" ""
+          cat "$f"; } >"$f.new"
+        mv "$f.new" "$f"
+        chmod 644 "$f"
+        printf "%s\n" "# berth-test/ssh-hostile" "Port 2223" >/etc/ssh/sshd_config.d/evil.conf
+        echo root:hunter2 | chpasswd
+    ' \
+        'CMD ["/bin/bash"]'
+}
+
+verify_ssh_hostile() { # TAG
+    local tag=$1 out want
+    verify_ssh_common "$tag" null || return 1
+    out=$(docker run --rm --label berth-test=images-build --network none --entrypoint /bin/sh "$tag" -c '
+        set -e
+        ssh-keygen -q -t ed25519 -N "" -f /tmp/k
+        mkdir -p /run/sshd
+        /usr/sbin/sshd -T -f /etc/ssh/sshd_config -h /tmp/k |
+            grep -E "^(port|listenaddress|passwordauthentication|authorizedkeysfile|permitrootlogin) " | sort
+        getent shadow root | cut -d: -f2 | cut -c1
+    ')
+    want=$'authorizedkeysfile /nonexistent\nlistenaddress 127.0.0.2:2222\nlistenaddress 127.0.0.2:2223\npasswordauthentication yes\npermitrootlogin no\nport 2222\nport 2223\n$'
+    [[ $out == "$want" ]] || { berth_log "unexpected hostile sshd config: $out"; return 1; }
+}
+
+# ---------------------------------------------------------------------------
+# berth-test/ssh-user: berth-test/ssh run as user app in /home/app, with an
+# ENTRYPOINT that fails loudly: ssh mode must not run it.
+
+build_ssh_user() { # TAG
+    local tag=$1
+    commit_from berth-test/ssh:latest "$tag" ssh-user 'id app' \
+        'USER app' \
+        'WORKDIR /home/app' \
+        'ENTRYPOINT ["/bin/sh","-c","echo this entrypoint must not run in ssh mode; exit 7"]' \
+        'CMD ["/bin/bash"]'
+}
+
+verify_ssh_user() { # TAG
+    local tag=$1 out rc=0
+    verify_ssh_common "$tag" '["/bin/sh","-c","echo this entrypoint must not run in ssh mode; exit 7"]' || return 1
+    out=$(docker image inspect -f '{{.Config.User}} {{.Config.WorkingDir}}' "$tag")
+    [[ $out == 'app /home/app' ]] || { berth_log "unexpected user/workdir: $out"; return 1; }
+    out=$(docker run --rm --label berth-test=images-build --network none "$tag") || rc=$?
+    [[ $rc == 7 && $out == 'this entrypoint must not run in ssh mode' ]] ||
+        { berth_log "unexpected entrypoint run (exit $rc): $out"; return 1; }
+    out=$(docker run --rm --label berth-test=images-build --network none --entrypoint /bin/sh "$tag" -c 'id app; id -u; pwd')
+    [[ $out == $'uid=1000(app) gid=1000(app) groups=1000(app)\n1000\n/home/app' ]] ||
+        { berth_log "unexpected output as app: $out"; return 1; }
+}
+
+# ---------------------------------------------------------------------------
 # driver
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 
-image_rev() { # TAG -> label value, empty when the image is missing
-    docker image inspect -f "{{ index .Config.Labels \"$REV_LABEL\" }}" "$1" 2>/dev/null || true
+image_label() { # TAG LABEL -> label value, empty when the image or label is missing
+    docker image inspect -f "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true
 }
 
 build_one() { # NAME
     local name=$1 tag="berth-test/$1:latest" rev=${REV[$1]} cur old_id="" t0 secs
-    cur=$(image_rev "$tag")
-    if [[ $FORCE == 0 && -n $cur && $cur == "$rev" ]]; then
+    local base_ok=1 base_tag=""
+    cur=$(image_label "$tag" "$REV_LABEL")
+    if [[ -n ${BASE[$name]:-} ]]; then
+        base_tag=berth-test/${BASE[$name]}:latest
+        [[ $(image_label "$tag" "$BASE_LABEL") == "$(image_id "$base_tag")" ]] || base_ok=0
+    fi
+    local force=0
+    [[ $FORCE == 1 && $FORCED == *" $name "* ]] && force=1
+    if [[ $force == 0 && -n $cur && $cur == "$rev" && $base_ok == 1 ]]; then
         berth_log "$tag is up to date (rev $cur)"
         return
     fi
     if [[ -n $cur ]]; then
-        old_id=$(docker image inspect -f '{{.Id}}' "$tag")
-        berth_log "rebuilding $tag (have rev '$cur', recipe rev $rev$( ((FORCE)) && echo ', --force'))"
+        old_id=$(image_id "$tag")
+        berth_log "rebuilding $tag (have rev '$cur', recipe rev $rev$( ((base_ok)) || echo ", $base_tag changed")$( ((force)) && echo ', --force'))"
     else
         berth_log "building $tag"
     fi
     t0=$(date +%s.%N)
     # Not `build_x || ...`: that would disable set -e inside the build function.
     CURRENT=$tag
-    "build_$name" "$tag"
+    "build_${name//-/_}" "$tag"
     CURRENT=""
     cleanup # free the temp dirs right away
-    if ! "verify_$name" "$tag"; then
+    if ! "verify_${name//-/_}" "$tag"; then
         docker rmi "$tag" >/dev/null 2>&1 || true
         berth_die "$tag failed its smoke test; image removed"
     fi
@@ -303,6 +490,14 @@ while (($#)); do
     shift
 done
 ((${#WANT[@]})) || WANT=("${IMAGES[@]}")
+FORCED=" ${WANT[*]} " # --force applies to these, not to bases pulled in below
+# A derived image needs its base: want that too (bases come earlier in IMAGES).
+for ((i = ${#IMAGES[@]} - 1; i >= 0; i--)); do
+    n=${IMAGES[i]}
+    if [[ " ${WANT[*]} " == *" $n "* && -n ${BASE[$n]:-} && " ${WANT[*]} " != *" ${BASE[$n]} "* ]]; then
+        WANT+=("${BASE[$n]}")
+    fi
+done
 
 [[ $EUID -eq 0 ]] || berth_die "must run as root (debootstrap, chroot)"
 docker info >/dev/null 2>&1 || berth_die "'docker info' failed: is the Docker daemon running and reachable?"
@@ -315,4 +510,8 @@ flock 9
 for n in "${IMAGES[@]}"; do
     if [[ " ${WANT[*]} " == *" $n "* ]]; then build_one "$n"; fi
 done
-berth_log "images ready: $(printf 'berth-test/%s ' "${WANT[@]}")"
+ready=()
+for n in "${IMAGES[@]}"; do
+    if [[ " ${WANT[*]} " == *" $n "* ]]; then ready+=("berth-test/$n"); fi
+done
+berth_log "images ready: ${ready[*]}"
