@@ -121,9 +121,9 @@ async fn session(shared: &Arc<Shared>) -> Result<(), String> {
                 match msg {
                     Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMessage>(&t) {
                         Ok(ServerMessage::Desired { instances }) => shared.apply_desired(instances).await,
-                        Ok(ServerMessage::OpenLogs { stream, instance, follow, tail }) => {
+                        Ok(ServerMessage::OpenLogs { stream, instance, follow, tail, onstart }) => {
                             log_tasks.retain(|_, t| !t.is_finished());
-                            let task = tokio::spawn(crate::logs::stream(shared.clone(), stream, instance, follow, tail, out_tx.clone()));
+                            let task = tokio::spawn(crate::logs::stream(shared.clone(), stream, instance, follow, tail, onstart, out_tx.clone()));
                             log_tasks.insert(stream, task.abort_handle());
                         }
                         Ok(ServerMessage::CloseLogs { stream }) => {

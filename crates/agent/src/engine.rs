@@ -186,7 +186,21 @@ impl Engine {
             env: Some(plan.env.clone()),
             labels: Some(plan.labels.clone().into_iter().collect()),
             exposed_ports: Some(exposed),
+            user: plan.user.clone(),
             host_config: Some(HostConfig {
+                binds: Some(
+                    plan.mounts
+                        .iter()
+                        .map(|m| {
+                            format!(
+                                "{}:{}:{}",
+                                m.source,
+                                m.target,
+                                if m.read_only { "ro" } else { "rw" }
+                            )
+                        })
+                        .collect(),
+                ),
                 port_bindings: Some(port_bindings),
                 device_requests,
                 ..Default::default()

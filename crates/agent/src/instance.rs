@@ -1,18 +1,20 @@
 //! One worker per instance: converges the instance's container to its desired state and
 //! records what it sees. Driven by desired-state changes, engine events and a slow tick.
 use crate::engine::ContainerInfo;
-use crate::ports;
 use crate::Shared;
+use crate::{ports, ssh};
 use berth_core::protocol::{
     labels, ActualInstance, DesiredInstance, Phase, PullProgress, RunState,
 };
-use berth_launch::HostContext;
+use berth_core::{LaunchMode, PortProto};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tracing::Instrument;
 
+/// How often a started instance whose services do not answer yet is looked at again.
+const CONNECTING_RECHECK: Duration = Duration::from_millis(100);
 /// How often a settled instance is looked at again without an event.
 const IDLE_RECHECK: Duration = Duration::from_secs(10);
 /// After an engine error, try again this soon.
@@ -79,6 +81,12 @@ async fn remove(shared: &Shared, id: i64) {
             _ = shared.shutdown.cancelled() => return,
         }
     }
+    let dir = shared.state_dir(id);
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the instance's state directory");
+        }
+    }
     shared.forget(id);
 }
 
@@ -98,6 +106,7 @@ async fn our_containers(
 }
 
 fn actual(
+    shared: &Shared,
     id: i64,
     d: &DesiredInstance,
     phase: Phase,
@@ -114,6 +123,10 @@ fn actual(
             .unwrap_or_default(),
         started_at: info.and_then(|i| i.started_at.clone()),
         applied: Some(d.run.clone()),
+        ssh_host_keys: match d.spec.mode {
+            LaunchMode::Entrypoint => Vec::new(),
+            _ => ssh::host_keys(&shared.state_dir(id)),
+        },
     }
 }
 
@@ -143,11 +156,11 @@ async fn converge(
         Some(info) => info,
         None => {
             if d.run == RunState::Stopped {
-                shared.record(actual(id, d, Phase::Stopped, None));
+                shared.record(actual(shared, id, d, Phase::Stopped, None));
                 return IDLE_RECHECK;
             }
             if let Some(reason) = failed_now(mem) {
-                shared.record(actual(id, d, Phase::Failed { reason }, None));
+                shared.record(actual(shared, id, d, Phase::Failed { reason }, None));
                 return IDLE_RECHECK;
             }
             match create(shared, id, d, desired).await {
@@ -159,12 +172,20 @@ async fn converge(
                 Err(reason) => {
                     tracing::warn!(%reason, "instance failed");
                     mem.failed = Some((d.run.clone(), reason.clone()));
-                    shared.record(actual(id, d, Phase::Failed { reason }, None));
+                    shared.record(actual(shared, id, d, Phase::Failed { reason }, None));
                     return IDLE_RECHECK;
                 }
             }
         }
     };
+
+    let ssh_mode = d.spec.mode != LaunchMode::Entrypoint;
+    if ssh_mode {
+        // A key added while the instance runs works at the next login, no restart.
+        if let Err(e) = ssh::sync_keys(&shared.state_dir(id), &d.ssh_keys) {
+            tracing::warn!(error = %e, "cannot update the authorized keys");
+        }
+    }
 
     match d.run {
         RunState::Stopped => {
@@ -179,7 +200,7 @@ async fn converge(
                     _ => return RETRY,
                 };
             }
-            shared.record(actual(id, d, Phase::Stopped, Some(&info)));
+            shared.record(actual(shared, id, d, Phase::Stopped, Some(&info)));
         }
         RunState::Running { since_ms } => {
             let started_since = info.started_at_ms.is_some_and(|t| t >= since_ms);
@@ -192,11 +213,29 @@ async fn converge(
                 return Duration::ZERO;
             }
             if info.running {
-                shared.record(actual(id, d, Phase::Running, Some(&info)));
+                // ssh and jupyter: "running" only once sshd really greets.
+                let ssh_port = info
+                    .ports
+                    .iter()
+                    .find(|m| m.internal == berth_launch::SSH_PORT && m.proto == PortProto::Tcp);
+                if let (true, Some(m)) = (ssh_mode, ssh_port) {
+                    if !ssh::answers(m.external).await {
+                        shared.record(actual(shared, id, d, Phase::Connecting, Some(&info)));
+                        return CONNECTING_RECHECK;
+                    }
+                }
+                shared.record(actual(shared, id, d, Phase::Running, Some(&info)));
+            } else if let (true, Err(reason)) = (
+                ssh_mode && started_since,
+                ssh::status(&shared.state_dir(id)),
+            ) {
+                // berth's init could not bring the mode up, and said why.
+                shared.record(actual(shared, id, d, Phase::Failed { reason }, Some(&info)));
             } else if let Some(reason) = failed_now(mem) {
-                shared.record(actual(id, d, Phase::Failed { reason }, Some(&info)));
+                shared.record(actual(shared, id, d, Phase::Failed { reason }, Some(&info)));
             } else if started_since {
                 shared.record(actual(
+                    shared,
                     id,
                     d,
                     Phase::Exited {
@@ -214,7 +253,7 @@ async fn converge(
                         let reason = start_failure(&e.message());
                         tracing::warn!(%reason, "instance failed");
                         mem.failed = Some((d.run.clone(), reason.clone()));
-                        shared.record(actual(id, d, Phase::Failed { reason }, Some(&info)));
+                        shared.record(actual(shared, id, d, Phase::Failed { reason }, Some(&info)));
                     }
                 }
             }
@@ -266,12 +305,24 @@ async fn create(
         Some(cfg) => cfg,
         None => {
             tracing::info!(%image, "pulling image");
-            shared.record(actual(id, d, Phase::Pulling { progress: None }, None));
+            shared.record(actual(
+                shared,
+                id,
+                d,
+                Phase::Pulling { progress: None },
+                None,
+            ));
             let mut last = Instant::now();
             let pull = engine.pull(image, |p: PullProgress| {
                 if last.elapsed() >= Duration::from_millis(200) {
                     last = Instant::now();
-                    shared.record(actual(id, d, Phase::Pulling { progress: Some(p) }, None));
+                    shared.record(actual(
+                        shared,
+                        id,
+                        d,
+                        Phase::Pulling { progress: Some(p) },
+                        None,
+                    ));
                 }
             });
             tokio::select! {
@@ -285,7 +336,7 @@ async fn create(
                 .ok_or_else(|| format!("image {image} is missing right after pulling it"))?
         }
     };
-    shared.record(actual(id, d, Phase::Creating, None));
+    shared.record(actual(shared, id, d, Phase::Creating, None));
     let wanted = berth_launch::wanted_ports(&d.spec, &cfg).map_err(|e| e.to_string())?;
 
     // One creation at a time: ports and GPUs are read, chosen and taken together.
@@ -322,11 +373,16 @@ async fn create(
     let mappings = allocator
         .allocate(&wanted, &used_ports, ports::bindable)
         .map_err(|e| e.to_string())?;
-    let host = HostContext {
-        deployment: shared.deployment().to_string(),
-        host: shared.config.name.clone(),
-        public_ip: shared.config.public_ip.clone(),
-    };
+    let host = shared.host_context();
+    if d.spec.mode != LaunchMode::Entrypoint {
+        ssh::prepare(
+            &shared.state_dir(id),
+            d.spec.mode,
+            d.spec.onstart.as_deref(),
+            &d.ssh_keys,
+        )
+        .map_err(|e| format!("cannot prepare the instance's state directory: {e}"))?;
+    }
     let plan = berth_launch::plan(id, &d.spec, &cfg, &host, &mappings, &gpu_ids)
         .map_err(|e| e.to_string())?;
     let cid = engine

@@ -9,6 +9,7 @@ mod gpu;
 mod instance;
 mod logs;
 mod ports;
+mod ssh;
 
 use berth_core::protocol::{ActualInstance, DesiredInstance, Gpu, HostFacts, PortRange};
 use engine::Engine;
@@ -31,6 +32,8 @@ pub struct AgentConfig {
     pub public_ip: String,
     /// Open host ports; `None` for a host behind NAT.
     pub port_range: Option<PortRange>,
+    /// Where the agent keeps berth's init binary and the instances' state directories.
+    pub data_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,51 @@ pub enum AgentError {
     Engine(#[from] EngineError),
     #[error("invalid agent config: {0}")]
     Config(String),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// berth's static init, built by build.rs and carried inside the agent.
+const INIT_BINARY: &[u8] = include_bytes!(env!("BERTH_INIT_PATH"));
+
+/// Writes the init binary under `data_dir` (if it is not there already, byte for byte)
+/// and returns its path.
+fn install_init(data_dir: &std::path::Path) -> Result<std::path::PathBuf, AgentError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = data_dir.join("bin");
+    fn io<'a>(
+        what: &'static str,
+        path: &'a std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> AgentError + 'a {
+        move |source| AgentError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+    std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
+    let path = dir.join("berth-init");
+    if std::fs::read(&path).ok().as_deref() == Some(INIT_BINARY) {
+        return Ok(path);
+    }
+    let tmp = dir.join(format!(".berth-init.{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o755)
+        .open(&tmp)
+        .map_err(io("cannot write", &tmp))?;
+    f.write_all(INIT_BINARY)
+        .and_then(|()| f.sync_all())
+        .map_err(io("cannot write", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io("cannot write", &path))?;
+    Ok(path)
 }
 
 impl AgentConfig {
@@ -74,6 +122,7 @@ impl AgentConfig {
 pub(crate) struct Shared {
     engine: Engine,
     config: AgentConfig,
+    init_path: std::path::PathBuf,
     facts: HostFacts,
     gpus: Vec<Gpu>,
     deployment: OnceLock<String>,
@@ -94,6 +143,21 @@ struct Worker {
 impl Shared {
     fn deployment(&self) -> &str {
         self.deployment.get().map(String::as_str).unwrap_or("")
+    }
+
+    fn host_context(&self) -> berth_launch::HostContext {
+        berth_launch::HostContext {
+            deployment: self.deployment().to_string(),
+            host: self.config.name.clone(),
+            public_ip: self.config.public_ip.clone(),
+            init_path: self.init_path.display().to_string(),
+            state_root: self.config.data_dir.join("instances").display().to_string(),
+        }
+    }
+
+    /// Host directory of instance `id`'s state (mounted at `/.berth/state`).
+    fn state_dir(&self, id: i64) -> std::path::PathBuf {
+        std::path::PathBuf::from(berth_launch::state_dir(&self.host_context(), id))
     }
 
     /// Records an instance's actual state; wakes the reporter if it changed.
@@ -211,6 +275,7 @@ impl Shared {
 /// Runs the agent until `shutdown` is cancelled. Containers keep running afterwards.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
     config.validate()?;
+    let init_path = install_init(&config.data_dir)?;
     let engine = Engine::connect().await?;
     let docker_version = engine.version().await?;
     let gpus = gpu::inventory().await;
@@ -226,6 +291,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     let shared = Arc::new(Shared {
         engine,
         allocator: tokio::sync::Mutex::new(ports::PortAllocator::new(config.port_range.clone())),
+        init_path,
         config,
         facts,
         gpus,

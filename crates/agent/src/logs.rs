@@ -1,4 +1,5 @@
-//! Log streams the server asks for: the container's output, sent back as binary frames.
+//! Log streams the server asks for: the container's output, or (ssh and jupyter modes) the
+//! onstart script's log from the instance's state directory; sent back as binary frames.
 use crate::conn::Outgoing;
 use crate::Shared;
 use berth_core::protocol::AgentMessage;
@@ -13,8 +14,18 @@ pub(crate) async fn stream(
     instance: i64,
     follow: bool,
     tail: Option<u64>,
+    onstart: bool,
     out: mpsc::Sender<Outgoing>,
 ) {
+    if onstart {
+        let error = onstart_log(&shared, instance, follow, tail, stream, &out)
+            .await
+            .err();
+        let _ = out
+            .send(Outgoing::Message(AgentMessage::LogEnd { stream, error }))
+            .await;
+        return;
+    }
     let error = match shared.container_of(instance) {
         None => Some(format!("instance {instance} has no container on this host")),
         Some(container) => {
@@ -39,4 +50,85 @@ pub(crate) async fn stream(
     let _ = out
         .send(Outgoing::Message(AgentMessage::LogEnd { stream, error }))
         .await;
+}
+
+/// Sends the onstart log (its last `tail` lines); with `follow`, keeps sending what is
+/// appended while the container runs.
+async fn onstart_log(
+    shared: &Shared,
+    instance: i64,
+    follow: bool,
+    tail: Option<u64>,
+    stream: u64,
+    out: &mpsc::Sender<Outgoing>,
+) -> Result<(), String> {
+    use berth_core::protocol::Phase;
+    let path = crate::ssh::onstart_log(&shared.state_dir(instance));
+    let mut sent = 0u64;
+    let mut first = true;
+    loop {
+        let data = match tokio::fs::read(&path).await {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(format!("cannot read the onstart log: {e}")),
+        };
+        if (data.len() as u64) < sent {
+            sent = 0; // the log was replaced
+        }
+        let mut new = &data[sent as usize..];
+        if first {
+            if let Some(n) = tail {
+                new = last_lines(new, n as usize);
+            }
+            first = false;
+        }
+        if !new.is_empty()
+            && out
+                .send(Outgoing::Log(stream, bytes::Bytes::copy_from_slice(new)))
+                .await
+                .is_err()
+        {
+            return Ok(());
+        }
+        sent = data.len() as u64;
+        let running = shared
+            .actual
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&instance)
+            .is_some_and(|a| matches!(a.phase, Phase::Running | Phase::Connecting));
+        if !follow || !running {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The last `n` lines of `data`.
+fn last_lines(data: &[u8], n: usize) -> &[u8] {
+    if n == 0 {
+        return &data[data.len()..];
+    }
+    let body = data.strip_suffix(b"\n").unwrap_or(data);
+    let mut seen = 0;
+    for (i, b) in body.iter().enumerate().rev() {
+        if *b == b'\n' {
+            seen += 1;
+            if seen == n {
+                return &data[i + 1..];
+            }
+        }
+    }
+    data
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn last_lines_counts_from_the_end() {
+        assert_eq!(super::last_lines(b"a\nb\nc\n", 2), b"b\nc\n");
+        assert_eq!(super::last_lines(b"a\nb\nc", 1), b"c");
+        assert_eq!(super::last_lines(b"a\n", 5), b"a\n");
+        assert_eq!(super::last_lines(b"a\n", 0), b"");
+    }
 }

@@ -83,6 +83,9 @@ struct AgentArgs {
     /// Open host ports for instances, e.g. 40000-40999; without it the host has none.
     #[arg(long)]
     ports: Option<PortRange>,
+    /// Where the agent keeps instance state (SSH host keys, onstart logs) [default: $XDG_DATA_HOME/berth-agent]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -196,6 +199,7 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
         name: name.clone(),
         public_ip: a.public_ip,
         port_range: Some(a.ports),
+        data_dir: data_dir.join("agent"),
     };
     let mut agent = tokio::spawn(berth_agent::run(agent_config, shutdown.clone()));
     // `berth create` must work as soon as this prints: wait for the agent to be connected.
@@ -265,6 +269,12 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         name: a.name.unwrap_or_else(host_name),
         public_ip: a.public_ip,
         port_range: a.ports,
+        data_dir: match a.data_dir {
+            Some(d) => d,
+            None => dirs::data_dir().map(|d| d.join("berth-agent")).context(
+                "cannot tell the data directory (no $XDG_DATA_HOME or $HOME); give --data-dir",
+            )?,
+        },
     };
     berth_agent::run(config, shutdown)
         .await

@@ -1,8 +1,11 @@
 //! The client subcommands as clap parses them. The `berth` binary flattens [`Command`]
 //! next to its own subcommands.
+use crate::input;
+use anyhow::Result;
 use berth_core::api::CreateInstance;
 use berth_core::LaunchMode;
 use clap::{Args, Subcommand};
+use std::path::PathBuf;
 
 /// Instance ids are positive integers.
 fn id_parser() -> clap::builder::RangedI64ValueParser<i64> {
@@ -46,6 +49,9 @@ pub enum Command {
         /// Start with the last N lines only
         #[arg(long, value_name = "N")]
         tail: Option<u64>,
+        /// The onstart script's log (ssh and jupyter modes) instead of the container's output
+        #[arg(long)]
+        onstart: bool,
     },
     /// Stop an instance (its container is kept)
     Stop {
@@ -76,6 +82,98 @@ pub enum Command {
     /// Manage users (admin)
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage your SSH public keys (installed in all your ssh and jupyter instances)
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Authorize one more SSH public key for one instance only
+    AttachKey {
+        /// The instance
+        #[arg(value_parser = id_parser())]
+        id: i64,
+        /// The public key file (e.g. ~/.ssh/id_ed25519.pub), or - for stdin
+        #[arg(value_name = "FILE|-")]
+        file: PathBuf,
+    },
+    /// Open an SSH session to an instance (or run a command there) with the system `ssh`
+    Ssh(SshArgs),
+    /// Print an instance's direct SSH URL: ssh://root@IP:PORT
+    SshUrl {
+        /// The instance
+        #[arg(value_parser = id_parser())]
+        id: i64,
+    },
+    /// Copy files to or from an instance with the system `scp`; write the instance side as
+    /// ID:PATH
+    Scp(ScpArgs),
+    /// Print `Host berth-ID` entries for ~/.ssh/config (and VS Code Remote-SSH), and write
+    /// the known_hosts file of your instances' host keys they use
+    SshConfig {
+        /// Add this IdentityFile (private key) to every entry
+        #[arg(short = 'i', value_name = "IDENTITY")]
+        identity: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum KeysCommand {
+    /// Add a public key to your account; prints its id and fingerprint
+    Add {
+        /// The public key file (e.g. ~/.ssh/id_ed25519.pub), or - for stdin
+        #[arg(value_name = "FILE|-")]
+        file: PathBuf,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List your public keys
+    Ls {
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a public key from your account (and from your instances)
+    Rm {
+        /// The key's id (see `berth keys ls`)
+        #[arg(value_parser = id_parser())]
+        id: i64,
+    },
+}
+
+/// `berth ssh`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct SshArgs {
+    /// The instance
+    #[arg(value_parser = id_parser())]
+    pub id: i64,
+    /// Private key to log in with (passed to ssh as -i)
+    #[arg(short = 'i', value_name = "IDENTITY")]
+    pub identity: Option<String>,
+    /// An ssh option, e.g. -o ServerAliveInterval=30 (repeatable; yours win over berth's)
+    #[arg(short = 'o', value_name = "OPTION")]
+    pub options: Vec<String>,
+    /// The command to run instead of a login shell, after `--` (words as ssh joins them)
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `berth scp`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ScpArgs {
+    /// Copy directories recursively
+    #[arg(short = 'r')]
+    pub recursive: bool,
+    /// Private key to log in with (passed to scp as -i)
+    #[arg(short = 'i', value_name = "IDENTITY")]
+    pub identity: Option<String>,
+    /// An ssh option, e.g. -o Compression=yes (repeatable; yours win over berth's)
+    #[arg(short = 'o', value_name = "OPTION")]
+    pub options: Vec<String>,
+    /// What to copy: a local path, or ID:PATH on an instance
+    #[arg(value_name = "SRC")]
+    pub src: String,
+    /// Where to: a local path, or ID:PATH on an instance
+    #[arg(value_name = "DST")]
+    pub dst: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
@@ -129,6 +227,15 @@ pub struct CreateArgs {
     /// jupyter launch mode: ssh mode plus a Jupyter server
     #[arg(long)]
     pub jupyter: bool,
+    /// ssh/jupyter: a script run after sshd is up, on every start (FILE, or - for stdin)
+    #[arg(long, value_name = "FILE|-", conflicts_with = "onstart_cmd")]
+    pub onstart: Option<PathBuf>,
+    /// ssh/jupyter: the onstart script given inline, e.g. 'pip install -r req.txt'
+    #[arg(long, value_name = "SCRIPT", allow_hyphen_values = true)]
+    pub onstart_cmd: Option<String>,
+    /// ssh/jupyter: place the instance only on a host with open ports, for direct SSH
+    #[arg(long)]
+    pub direct: bool,
     /// Wait until the instance is running (or has exited or failed)
     #[arg(long)]
     pub wait: bool,
@@ -147,8 +254,17 @@ pub struct CreateArgs {
 }
 
 impl CreateArgs {
-    /// The API request these flags ask for.
-    pub fn to_request(&self) -> CreateInstance {
+    /// The API request these flags ask for; reads the `--onstart` file (or stdin).
+    pub fn to_request(&self) -> Result<CreateInstance> {
+        let onstart = match (&self.onstart, &self.onstart_cmd) {
+            (Some(path), _) => Some(input::read_text(path, "the onstart script")?),
+            (None, cmd) => cmd.clone(),
+        };
+        Ok(self.request(onstart))
+    }
+
+    /// The request with the onstart script given.
+    fn request(&self, onstart: Option<String>) -> CreateInstance {
         let mode = if self.ssh {
             LaunchMode::Ssh
         } else if self.jupyter {
@@ -166,6 +282,8 @@ impl CreateArgs {
             ports: self.ports.clone(),
             label: self.label.clone(),
             gpus: self.gpus,
+            onstart,
+            direct: self.direct,
         }
     }
 }
@@ -261,7 +379,7 @@ mod tests {
             "--json",
         ]);
         assert!(c.wait && c.json);
-        let r = c.to_request();
+        let r = c.to_request().unwrap();
         assert_eq!(r.image, "berth-test/busybox");
         assert_eq!(r.mode, LaunchMode::Entrypoint);
         assert_eq!(r.entrypoint.as_deref(), Some("/bin/sh"));
@@ -276,13 +394,17 @@ mod tests {
         assert_eq!(r.label.as_deref(), Some("run 1"));
         assert_eq!(r.gpus, 2);
         assert_eq!(r.args, None);
+        assert_eq!((r.onstart, r.direct), (None, false));
     }
 
     #[test]
     fn modes() {
-        assert_eq!(create(&["i", "--ssh"]).to_request().mode, LaunchMode::Ssh);
         assert_eq!(
-            create(&["i", "--jupyter"]).to_request().mode,
+            create(&["i", "--ssh"]).to_request().unwrap().mode,
+            LaunchMode::Ssh
+        );
+        assert_eq!(
+            create(&["i", "--jupyter"]).to_request().unwrap().mode,
             LaunchMode::Jupyter
         );
         let e = error(&["create", "i", "--ssh", "--jupyter"]);
@@ -319,7 +441,17 @@ mod tests {
             Command::Logs {
                 id: 3,
                 follow: true,
-                tail: Some(10)
+                tail: Some(10),
+                onstart: false,
+            }
+        );
+        assert_eq!(
+            parse(&["logs", "3", "--onstart"]).unwrap(),
+            Command::Logs {
+                id: 3,
+                follow: false,
+                tail: None,
+                onstart: true,
             }
         );
         assert_eq!(
@@ -346,5 +478,122 @@ mod tests {
             Command::Users(UsersCommand::Rm { name: "bob".into() })
         );
         assert!(parse(&["users"]).is_err());
+    }
+
+    #[test]
+    fn onstart_flags() {
+        let c = create(&["i", "--ssh", "--direct", "--onstart-cmd", "-x; echo 'hi'\n"]);
+        let r = c.to_request().unwrap();
+        assert_eq!(r.mode, LaunchMode::Ssh);
+        assert!(r.direct);
+        assert_eq!(r.onstart.as_deref(), Some("-x; echo 'hi'\n"));
+
+        let path =
+            std::env::temp_dir().join(format!("berth-cli-args-{}-onstart.sh", std::process::id()));
+        std::fs::write(&path, "#!/bin/sh\necho started\n").unwrap();
+        let c = create(&["i", "--jupyter", "--onstart", path.to_str().unwrap()]);
+        assert_eq!(c.onstart.as_deref(), Some(path.as_path()));
+        let r = c.to_request().unwrap();
+        assert_eq!(r.onstart.as_deref(), Some("#!/bin/sh\necho started\n"));
+        assert!(!r.direct);
+        std::fs::remove_file(&path).unwrap();
+        let e = format!("{:#}", c.to_request().unwrap_err());
+        assert!(e.starts_with("reading the onstart script /"), "{e}");
+
+        let e = error(&[
+            "create",
+            "i",
+            "--ssh",
+            "--onstart",
+            "f",
+            "--onstart-cmd",
+            "x",
+        ]);
+        assert!(e.contains("cannot be used with"), "{e}");
+        assert_eq!(
+            create(&["i", "--ssh", "--onstart", "-"]).onstart.as_deref(),
+            Some(std::path::Path::new("-"))
+        );
+    }
+
+    #[test]
+    fn keys_commands() {
+        assert_eq!(
+            parse(&["keys", "add", "-"]).unwrap(),
+            Command::Keys(KeysCommand::Add {
+                file: "-".into(),
+                json: false
+            })
+        );
+        assert_eq!(
+            parse(&["keys", "ls", "--json"]).unwrap(),
+            Command::Keys(KeysCommand::Ls { json: true })
+        );
+        assert_eq!(
+            parse(&["keys", "rm", "4"]).unwrap(),
+            Command::Keys(KeysCommand::Rm { id: 4 })
+        );
+        assert!(parse(&["keys", "rm", "x"]).is_err());
+        assert_eq!(
+            parse(&["attach-key", "7", "/k.pub"]).unwrap(),
+            Command::AttachKey {
+                id: 7,
+                file: "/k.pub".into()
+            }
+        );
+        assert!(parse(&["attach-key", "7"]).is_err());
+    }
+
+    fn ssh(argv: &[&str]) -> SshArgs {
+        let mut full = vec!["ssh"];
+        full.extend(argv);
+        match parse(&full) {
+            Ok(Command::Ssh(a)) => a,
+            other => panic!("{argv:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ssh_command_words_are_kept_verbatim() {
+        let a = ssh(&["12"]);
+        assert_eq!(
+            (a.id, a.identity, a.options, a.command),
+            (12, None, vec![], vec![])
+        );
+        let a = ssh(&[
+            "-i", "~/.ssh/k", "12", "-o", "A=1", "-oB=2", "--", "-la", "--", "-i", "x y", "",
+        ]);
+        assert_eq!(a.id, 12);
+        assert_eq!(a.identity.as_deref(), Some("~/.ssh/k"));
+        assert_eq!(a.options, ["A=1", "B=2"]);
+        assert_eq!(a.command, ["-la", "--", "-i", "x y", ""]);
+        // Command words need the `--`.
+        assert!(parse(&["ssh", "12", "ls"]).is_err());
+        assert!(parse(&["ssh", "0"]).is_err());
+        assert_eq!(parse(&["ssh-url", "3"]).unwrap(), Command::SshUrl { id: 3 });
+        assert_eq!(
+            parse(&["ssh-config", "-i", "k"]).unwrap(),
+            Command::SshConfig {
+                identity: Some("k".into())
+            }
+        );
+        assert_eq!(
+            parse(&["ssh-config"]).unwrap(),
+            Command::SshConfig { identity: None }
+        );
+    }
+
+    #[test]
+    fn scp_takes_two_sides() {
+        let a = match parse(&["scp", "-r", "-i", "k", "-o", "X=1", "./d", "12:/root/"]).unwrap() {
+            Command::Scp(a) => a,
+            other => panic!("{other:?}"),
+        };
+        assert!(a.recursive);
+        assert_eq!(a.identity.as_deref(), Some("k"));
+        assert_eq!(a.options, ["X=1"]);
+        assert_eq!((a.src.as_str(), a.dst.as_str()), ("./d", "12:/root/"));
+        assert!(parse(&["scp", "12:/x"]).is_err());
+        assert!(parse(&["scp", "a", "b", "c"]).is_err());
     }
 }

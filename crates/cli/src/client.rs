@@ -5,7 +5,8 @@
 //! cannot be reached gives "cannot reach berth at URL: …".
 use anyhow::{Context, Result};
 use berth_core::api::{
-    CreateInstance, Created, CreatedUser, ErrorBody, Host, Instance, Me, NewUser, User,
+    CreateInstance, Created, CreatedUser, ErrorBody, Host, Instance, Me, NewSshKey, NewUser,
+    SshKey, User,
 };
 use berth_core::Secret;
 use futures_util::{Stream, StreamExt};
@@ -109,17 +110,22 @@ impl Client {
             .map(drop)
     }
 
-    /// The instance's output as it arrives; with `follow` the stream stays open until the
-    /// container stops. `tail` limits the lines of past output.
+    /// The instance's output as it arrives (with `onstart`, its onstart script's log);
+    /// with `follow` the stream stays open until the container stops. `tail` limits the
+    /// lines of past output.
     pub async fn logs(
         &self,
         id: i64,
         follow: bool,
         tail: Option<u64>,
+        onstart: bool,
     ) -> Result<impl Stream<Item = Result<impl AsRef<[u8]>>>> {
         let mut url = format!("{}/api/v1/instances/{id}/logs?follow={follow}", self.base);
         if let Some(n) = tail {
             url.push_str(&format!("&tail={n}"));
+        }
+        if onstart {
+            url.push_str("&onstart=true");
         }
         let req = self.http.get(url).bearer_auth(self.key.expose());
         let base = self.base.clone();
@@ -150,6 +156,34 @@ impl Client {
     pub async fn remove_user(&self, name: &str) -> Result<()> {
         let req = self.request(Method::DELETE, &format!("/users/{name}"));
         self.send(req).await.map(drop)
+    }
+
+    /// The account's SSH public keys.
+    pub async fn keys(&self) -> Result<Vec<SshKey>> {
+        self.json(self.request(Method::GET, "/keys")).await
+    }
+
+    /// Adds a public key (`TYPE BASE64 [COMMENT]`) to the account.
+    pub async fn add_key(&self, key: &str) -> Result<SshKey> {
+        let body = NewSshKey {
+            key: key.to_string(),
+        };
+        self.json(self.request(Method::POST, "/keys").json(&body))
+            .await
+    }
+
+    pub async fn remove_key(&self, id: i64) -> Result<()> {
+        let req = self.request(Method::DELETE, &format!("/keys/{id}"));
+        self.send(req).await.map(drop)
+    }
+
+    /// Authorizes a public key for one instance only.
+    pub async fn attach_key(&self, id: i64, key: &str) -> Result<Instance> {
+        let body = NewSshKey {
+            key: key.to_string(),
+        };
+        let req = self.request(Method::POST, &format!("/instances/{id}/keys"));
+        self.json(req.json(&body)).await
     }
 
     async fn action(&self, id: i64, verb: &str) -> Result<Instance> {
@@ -381,7 +415,7 @@ mod tests {
         ];
         let (url, task) = serve_once(parts).await;
         let c = Client::new(&url, Secret::new("k")).unwrap();
-        let stream = c.logs(3, true, Some(5)).await.unwrap();
+        let stream = c.logs(3, true, Some(5), false).await.unwrap();
         let chunks: Vec<Vec<u8>> = stream.map(|c| c.unwrap().as_ref().to_vec()).collect().await;
         assert!(chunks.len() >= 2, "each chunk as it comes: {chunks:?}");
         assert_eq!(chunks.concat(), b"hello world\n");
@@ -390,6 +424,49 @@ mod tests {
             req.starts_with("GET /api/v1/instances/3/logs?follow=true&tail=5 "),
             "{req}"
         );
+    }
+
+    #[tokio::test]
+    async fn onstart_logs_and_keys_hit_their_paths() {
+        let (url, task) = serve_once(answer("200 OK", "")).await;
+        let c = Client::new(&url, Secret::new("k")).unwrap();
+        let stream = c.logs(4, false, None, true).await.unwrap();
+        let _: Vec<_> = stream.collect().await;
+        let req = task.await.unwrap();
+        assert!(
+            req.starts_with("GET /api/v1/instances/4/logs?follow=false&onstart=true "),
+            "{req}"
+        );
+
+        let key = r#"{"id":2,"key":"ssh-ed25519 AAAA me","fingerprint":"SHA256:x","created_at":"2023-11-14T22:08:20Z"}"#;
+        let (url, task) = serve_once(answer("201 Created", key)).await;
+        let c = Client::new(&url, Secret::new("k")).unwrap();
+        let k = c.add_key("ssh-ed25519 AAAA me\n").await.unwrap();
+        assert_eq!((k.id, k.fingerprint.as_str()), (2, "SHA256:x"));
+        let req = task.await.unwrap();
+        assert!(req.starts_with("POST /api/v1/keys "), "{req}");
+        assert!(req.ends_with(r#"{"key":"ssh-ed25519 AAAA me\n"}"#), "{req}");
+
+        let body = r#"{"error":"the key's body is not valid base64","field":"key"}"#;
+        let (url, task) = serve_once(answer("400 Bad Request", body)).await;
+        let c = Client::new(&url, Secret::new("k")).unwrap();
+        let e = c.add_key("ssh-ed25519 !!").await.unwrap_err();
+        assert_eq!(format!("{e:#}"), "key: the key's body is not valid base64");
+        task.await.unwrap();
+
+        let (url, task) = serve_once(answer("204 No Content", "")).await;
+        let c = Client::new(&url, Secret::new("k")).unwrap();
+        c.remove_key(9).await.unwrap();
+        assert!(task.await.unwrap().starts_with("DELETE /api/v1/keys/9 "));
+
+        let (url, task) = serve_once(answer("404 Not Found", r#"{"error":"no instance 8"}"#)).await;
+        let c = Client::new(&url, Secret::new("k")).unwrap();
+        let e = c.attach_key(8, "ssh-ed25519 AAAA").await.unwrap_err();
+        assert_eq!(format!("{e:#}"), "no instance 8");
+        assert!(task
+            .await
+            .unwrap()
+            .starts_with("POST /api/v1/instances/8/keys "));
     }
 
     #[tokio::test]

@@ -1,13 +1,16 @@
 //! What each subcommand does: one function each, talking to the server through [`Client`]
 //! and printing through [`output`].
-use crate::args::{Command, CreateArgs, UsersCommand};
+use crate::args::{Command, CreateArgs, KeysCommand, ScpArgs, SshArgs, UsersCommand};
 use crate::client::Client;
 use crate::output::{self, print};
-use crate::{config, wait};
-use anyhow::{bail, Result};
+use crate::{config, input, ssh, wait};
+use anyhow::{bail, Context, Result};
+use berth_core::api::Instance;
 use berth_core::{InstanceState, Secret};
 use futures_util::StreamExt;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Runs one client subcommand. Errors are meant to be printed with `{:#}`: one line each.
@@ -36,7 +39,12 @@ pub async fn run(cmd: Command) -> Result<ExitCode> {
                 output::instance_details(&i, output::now())
             })?
         }
-        Command::Logs { id, follow, tail } => logs(&client, id, follow, tail).await?,
+        Command::Logs {
+            id,
+            follow,
+            tail,
+            onstart,
+        } => logs(&client, id, follow, tail, onstart).await?,
         Command::Stop { id } => {
             let i = client.stop(id).await?;
             print(&format!("instance {id}: {}\n", output::state(&i)))?
@@ -62,6 +70,15 @@ pub async fn run(cmd: Command) -> Result<ExitCode> {
             })?
         }
         Command::Users(cmd) => users(&client, cmd).await?,
+        Command::Keys(cmd) => keys(&client, cmd).await?,
+        Command::AttachKey { id, file } => attach_key(&client, id, &file).await?,
+        Command::Ssh(args) => ssh_session(&client, &args).await?,
+        Command::SshUrl { id } => {
+            let i = client.instance(id).await?;
+            print(&format!("{}\n", ssh::Endpoint::of(&i)?.url()))?
+        }
+        Command::Scp(args) => scp(&client, &args).await?,
+        Command::SshConfig { identity } => ssh_config(&client, identity.as_deref()).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -79,7 +96,7 @@ async fn login(url: &str, api_key: &str) -> Result<()> {
 }
 
 async fn create(client: &Client, args: &CreateArgs) -> Result<()> {
-    let id = client.create_instance(&args.to_request()).await?.id;
+    let id = client.create_instance(&args.to_request()?).await?.id;
     if !args.wait {
         let created = berth_core::api::Created { id };
         return print(&if args.json {
@@ -108,8 +125,14 @@ async fn create(client: &Client, args: &CreateArgs) -> Result<()> {
 }
 
 /// Copies the log body to stdout chunk by chunk, as it arrives.
-async fn logs(client: &Client, id: i64, follow: bool, tail: Option<u64>) -> Result<()> {
-    let stream = client.logs(id, follow, tail).await?;
+async fn logs(
+    client: &Client,
+    id: i64,
+    follow: bool,
+    tail: Option<u64>,
+    onstart: bool,
+) -> Result<()> {
+    let stream = client.logs(id, follow, tail, onstart).await?;
     let mut stream = std::pin::pin!(stream);
     let mut stdout = std::io::stdout();
     while let Some(chunk) = stream.next().await {
@@ -149,4 +172,117 @@ async fn users(client: &Client, cmd: UsersCommand) -> Result<()> {
             print(&format!("user {name} removed\n"))
         }
     }
+}
+
+async fn keys(client: &Client, cmd: KeysCommand) -> Result<()> {
+    match cmd {
+        KeysCommand::Add { file, json } => {
+            let key = client.add_key(&input::read_public_key(&file)?).await?;
+            print(&if json {
+                output::json(&key)?
+            } else {
+                format!("key {} added: {}\n", key.id, key.fingerprint)
+            })
+        }
+        KeysCommand::Ls { json } => {
+            let keys = client.keys().await?;
+            print(&if json {
+                output::json(&keys)?
+            } else {
+                output::keys_table(&keys, output::now())
+            })
+        }
+        KeysCommand::Rm { id } => {
+            client.remove_key(id).await?;
+            print(&format!("key {id} removed\n"))
+        }
+    }
+}
+
+async fn attach_key(client: &Client, id: i64, file: &Path) -> Result<()> {
+    let key = input::read_public_key(file)?;
+    client.attach_key(id, &key).await?;
+    let what = match berth_core::ssh_key::parse(&key) {
+        Ok(k) => format!("key {}", k.fingerprint),
+        Err(_) => "the key".to_string(),
+    };
+    print(&format!("instance {id}: {what} authorized\n"))
+}
+
+/// The instance `id` and every instance of the account (with `id` among them), for
+/// connecting to one while keeping the known_hosts file whole.
+async fn instance_and_all(client: &Client, id: i64) -> Result<(Instance, Vec<Instance>)> {
+    let mut all = client.instances().await?;
+    let instance = match all.iter().find(|i| i.id == id) {
+        Some(i) => i.clone(),
+        None => {
+            let i = client.instance(id).await?;
+            all.push(i.clone());
+            i
+        }
+    };
+    Ok((instance, all))
+}
+
+/// `berth ssh`: becomes the system `ssh` (the terminal is the user's).
+async fn ssh_session(client: &Client, args: &SshArgs) -> Result<()> {
+    let (instance, all) = instance_and_all(client, args.id).await?;
+    let ep = ssh::connectable(&instance)?;
+    let known_hosts = ssh::refresh_known_hosts(&all)?;
+    let argv = ssh::ssh_argv(
+        &ep,
+        &known_hosts,
+        args.identity.as_deref(),
+        &args.options,
+        &args.command,
+    );
+    exec("ssh", &argv)
+}
+
+/// `berth scp`: becomes the system `scp`.
+async fn scp(client: &Client, args: &ScpArgs) -> Result<()> {
+    let (src, dst, id) = ssh::scp_sides(&args.src, &args.dst)?;
+    let (instance, all) = instance_and_all(client, id).await?;
+    let ep = ssh::connectable(&instance)?;
+    let known_hosts = ssh::refresh_known_hosts(&all)?;
+    let argv = ssh::scp_argv(
+        &ep,
+        &known_hosts,
+        args.recursive,
+        args.identity.as_deref(),
+        &args.options,
+        &src,
+        &dst,
+    );
+    exec("scp", &argv)
+}
+
+/// `berth ssh-config`: writes the known_hosts file, prints the `Host` entries.
+async fn ssh_config(client: &Client, identity: Option<&Path>) -> Result<()> {
+    let identity = match identity {
+        Some(p) => {
+            let abs = std::path::absolute(p)
+                .with_context(|| format!("finding the absolute path of {}", p.display()))?;
+            Some(ssh::config_path_value(&abs)?)
+        }
+        None => None,
+    };
+    let all = client.instances().await?;
+    let known_hosts = ssh::refresh_known_hosts(&all)?;
+    print(&ssh::render_ssh_config(
+        &all,
+        &known_hosts,
+        identity.as_deref(),
+    ))
+}
+
+/// Replaces this process with `program argv…`; answers only if that fails.
+fn exec(program: &str, argv: &[String]) -> Result<()> {
+    let e = std::process::Command::new(program).args(argv).exec();
+    if e.kind() == std::io::ErrorKind::NotFound {
+        bail!(
+            "cannot run {program}: it is not installed or not on PATH (berth uses the system OpenSSH client: install it, e.g. `apt install openssh-client`)"
+        );
+    }
+    bail!("cannot run {program}: {e}")
 }

@@ -1,6 +1,7 @@
 //! How the CLI shows things: tables, detail lines, ages, sizes. Pure functions of the API's
 //! types, so they are tested without a server.
-use berth_core::api::{Host, Instance, User};
+use crate::ssh;
+use berth_core::api::{Host, Instance, SshKey, User};
 use berth_core::protocol::{PortMapping, PullProgress};
 use berth_core::InstanceState;
 use std::io::Write;
@@ -93,6 +94,46 @@ pub fn users_table(users: &[User], now: i64) -> String {
     table(&["NAME", "ADMIN", "AGE"], &rows)
 }
 
+/// `berth keys ls`: the key column is the key's type and comment (its body is long and
+/// the fingerprint tells keys apart).
+pub fn keys_table(keys: &[SshKey], now: i64) -> String {
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            vec![
+                k.id.to_string(),
+                k.fingerprint.clone(),
+                key_summary(&k.key),
+                age(&k.created_at, now),
+            ]
+        })
+        .collect();
+    table(&["ID", "FINGERPRINT", "KEY", "AGE"], &rows)
+}
+
+/// `ssh-ed25519 alice@laptop`: a public key line without its base64 body.
+pub fn key_summary(key: &str) -> String {
+    let mut fields = key.split_whitespace();
+    let key_type = fields.next().unwrap_or("?");
+    let comment: Vec<&str> = fields.skip(1).collect();
+    if comment.is_empty() {
+        key_type.to_string()
+    } else {
+        format!("{key_type} {}", comment.join(" "))
+    }
+}
+
+/// The onstart script in one line: its first line, and `…` if there is more.
+pub fn onstart_summary(script: &str) -> String {
+    let mut lines = script.trim_end().lines();
+    let first = lines.next().unwrap_or("");
+    if lines.next().is_some() || first.chars().count() > 60 {
+        format!("{}…", first.chars().take(60).collect::<String>())
+    } else {
+        first.to_string()
+    }
+}
+
 /// `berth show`: one `key: value` line each; lists continue on indented lines.
 pub fn instance_details(i: &Instance, now: i64) -> String {
     let mut lines: Vec<(&str, Vec<String>)> = vec![
@@ -130,6 +171,22 @@ pub fn instance_details(i: &Instance, now: i64) -> String {
         })
         .collect();
     lines.push(("ports", ports));
+    if ssh::runs_sshd(i) {
+        let ssh_line = match ssh::Endpoint::of(i) {
+            Ok(ep) => format!("ssh -p {} {}", ep.port, ep.destination()),
+            Err(_) => "- (no direct SSH port)".to_string(),
+        };
+        lines.push(("ssh", vec![ssh_line]));
+        let host_keys: Vec<String> = i
+            .ssh_host_keys
+            .iter()
+            .map(|k| match berth_core::ssh_key::parse(k) {
+                Ok(k) => format!("{} {}", k.key_type, k.fingerprint),
+                Err(_) => key_summary(k),
+            })
+            .collect();
+        lines.push(("host keys", host_keys));
+    }
     lines.push(("gpus", vec![i.gpus.to_string()]));
     let env: Vec<String> = i.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     lines.push(("env", env));
@@ -145,6 +202,14 @@ pub fn instance_details(i: &Instance, now: i64) -> String {
         ),
     };
     lines.push(("args", vec![args]));
+    if ssh::runs_sshd(i) {
+        let onstart = match i.onstart.as_deref() {
+            Some(s) if !s.trim().is_empty() => onstart_summary(s),
+            _ => "-".to_string(),
+        };
+        lines.push(("onstart", vec![onstart]));
+        lines.push(("direct", vec![yes_no(i.direct)]));
+    }
     lines.push((
         "container id",
         vec![dash(i.container_id.as_deref().unwrap_or(""))],
@@ -345,6 +410,9 @@ mod tests {
             args: Some(vec!["-c".into(), "echo \"hi\" $HOME".into()]),
             env: [("A".to_string(), "1".to_string())].into(),
             gpus: 0,
+            onstart: None,
+            direct: false,
+            ssh_host_keys: vec![],
             container_id: Some("abc123".into()),
             created_at: "2023-11-14T22:08:20Z".into(),
             started_at: None,
@@ -496,6 +564,81 @@ created:      2023-11-14T22:08:20Z (5m ago)
         failed.reason = Some("image not found".into());
         let d = instance_details(&failed, NOW);
         assert!(d.contains("\nreason:       image not found\n"), "{d}");
+    }
+
+    #[test]
+    fn ssh_details() {
+        let mut i = instance();
+        i.mode = LaunchMode::Ssh;
+        i.state = InstanceState::Running;
+        i.exit_code = None;
+        i.args = None;
+        i.entrypoint = None;
+        i.ports[0].internal = 22;
+        i.onstart = Some("pip install -r requirements.txt\npython serve.py\n".into());
+        i.direct = true;
+        i.ssh_host_keys = vec![
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl berth-instance".into(),
+        ];
+        let d = instance_details(&i, NOW);
+        assert!(
+            d.contains("\nports:        203.0.113.5:40001 -> 22/tcp\n              203.0.113.5:40002 -> 7000/udp\nssh:          ssh -p 40001 root@203.0.113.5\nhost keys:    ssh-ed25519 SHA256:"),
+            "{d}"
+        );
+        assert!(
+            d.contains("\nonstart:      pip install -r requirements.txt…\ndirect:       yes\n"),
+            "{d}"
+        );
+        i.ports.clear();
+        i.onstart = Some("echo one line\n".into());
+        i.ssh_host_keys.clear();
+        i.direct = false;
+        let d = instance_details(&i, NOW);
+        assert!(
+            d.contains("\nssh:          - (no direct SSH port)\nhost keys:    -\n"),
+            "{d}"
+        );
+        assert!(
+            d.contains("\nonstart:      echo one line\ndirect:       no\n"),
+            "{d}"
+        );
+        // Entrypoint instances show none of it.
+        let d = instance_details(&instance(), NOW);
+        assert!(
+            !d.contains("ssh") && !d.contains("onstart") && !d.contains("direct"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn key_table() {
+        let keys = [
+            SshKey {
+                id: 1,
+                key: "ssh-ed25519 AAAAC3Nz alice@laptop two".into(),
+                fingerprint: "SHA256:abc".into(),
+                created_at: "2023-11-14T21:13:20Z".into(),
+            },
+            SshKey {
+                id: 12,
+                key: "ssh-rsa AAAAB3".into(),
+                fingerprint: "SHA256:defgh".into(),
+                created_at: "2023-11-14T22:13:00Z".into(),
+            },
+        ];
+        assert_eq!(
+            keys_table(&keys, NOW),
+            "\
+ID  FINGERPRINT   KEY                           AGE
+1   SHA256:abc    ssh-ed25519 alice@laptop two  1h
+12  SHA256:defgh  ssh-rsa                       20s
+"
+        );
+        assert_eq!(
+            onstart_summary(&"x".repeat(70)),
+            format!("{}…", "x".repeat(60))
+        );
+        assert_eq!(onstart_summary("a\n\n"), "a");
     }
 
     #[test]

@@ -28,6 +28,12 @@ pub struct CreateInstance {
     pub label: Option<String>,
     #[serde(default)]
     pub gpus: u32,
+    /// ssh/jupyter: script run after sshd is up, on every start.
+    #[serde(default)]
+    pub onstart: Option<String>,
+    /// ssh/jupyter: demand a direct connection (a host with open ports).
+    #[serde(default)]
+    pub direct: bool,
 }
 
 /// An instance as the API shows it.
@@ -52,6 +58,10 @@ pub struct Instance {
     pub args: Option<Vec<String>>,
     pub env: BTreeMap<String, String>,
     pub gpus: u32,
+    pub onstart: Option<String>,
+    pub direct: bool,
+    /// ssh/jupyter: the instance's SSH host public keys (known_hosts material).
+    pub ssh_host_keys: Vec<String>,
     pub container_id: Option<String>,
     /// RFC 3339.
     pub created_at: String,
@@ -128,4 +138,20 @@ pub fn validate_user_name(name: &str) -> Result<(), String> {
             "{name:?}: a user name is 1 to 32 of a-z, 0-9, '-', '_', starting with a letter"
         ))
     }
+}
+
+/// An SSH public key of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKey {
+    pub id: i64,
+    pub key: String,
+    pub fingerprint: String,
+    pub created_at: String,
+}
+
+/// `POST /api/v1/keys` and `POST /api/v1/instances/{id}/keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSshKey {
+    pub key: String,
 }

@@ -10,6 +10,7 @@ pub mod mode;
 pub mod protocol;
 pub mod secret;
 pub mod spec;
+pub mod ssh_key;
 pub mod state;
 
 pub use mode::LaunchMode;

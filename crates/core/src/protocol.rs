@@ -102,6 +102,9 @@ pub struct DesiredInstance {
     pub id: i64,
     pub spec: InstanceSpec,
     pub run: RunState,
+    /// ssh/jupyter: the authorized_keys lines (the owner's account keys and the instance's).
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +150,9 @@ pub struct ActualInstance {
     /// The desired run state this report reflects; a report whose `applied` differs from the
     /// server's current desire is older than the user's last start/stop/reboot.
     pub applied: Option<RunState>,
+    /// ssh/jupyter: the instance's SSH host public keys, once generated.
+    #[serde(default)]
+    pub ssh_host_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,11 +184,14 @@ pub enum ServerMessage {
     Desired {
         instances: Vec<DesiredInstance>,
     },
+    /// `onstart`: the onstart script's log instead of the container's output.
     OpenLogs {
         stream: u64,
         instance: i64,
         follow: bool,
         tail: Option<u64>,
+        #[serde(default)]
+        onstart: bool,
     },
     CloseLogs {
         stream: u64,
@@ -226,6 +235,7 @@ mod tests {
                 gpu_ids: vec![],
                 started_at: None,
                 applied: Some(RunState::Running { since_ms: 5 }),
+                ssh_host_keys: vec![],
             }],
         };
         let s = serde_json::to_string(&m).unwrap();

@@ -14,6 +14,8 @@ pub const MAX_ENV_BYTES: usize = 64 * 1024;
 pub const MAX_ARGV_BYTES: usize = 128 * 1024;
 /// At most this many characters of label.
 pub const MAX_LABEL_CHARS: usize = 256;
+/// At most this many bytes of onstart script.
+pub const MAX_ONSTART_BYTES: usize = 64 * 1024;
 /// At most this many GPUs an instance.
 pub const MAX_GPUS: u32 = 64;
 
@@ -48,7 +50,7 @@ impl fmt::Display for PortSpec {
 }
 
 /// A validated launch request: everything the agent needs to build the container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceSpec {
     pub image: String,
@@ -69,6 +71,13 @@ pub struct InstanceSpec {
     pub label: Option<String>,
     #[serde(default)]
     pub gpus: u32,
+    /// ssh/jupyter: the script run after sshd is up, on every container start.
+    #[serde(default)]
+    pub onstart: Option<String>,
+    /// ssh/jupyter: demand a direct connection (the host must have open ports). Direct
+    /// connections are made wherever the host has open ports in any case.
+    #[serde(default)]
+    pub direct: bool,
 }
 
 /// A request field that is wrong, and why.
@@ -213,6 +222,39 @@ impl InstanceSpec {
             Some(l) => Some(l.trim().to_string()),
             None => None,
         };
+        let onstart = match (&req.onstart, req.mode) {
+            (Some(s), _) if s.trim().is_empty() => None,
+            (Some(_), LaunchMode::Entrypoint) => {
+                return Err(FieldError::new(
+                    "onstart",
+                    "onstart runs only in the ssh and jupyter launch modes; in entrypoint mode the image's entrypoint runs",
+                ))
+            }
+            (Some(s), _) if s.len() > MAX_ONSTART_BYTES => {
+                return Err(FieldError::new("onstart", format!("the onstart script is longer than {MAX_ONSTART_BYTES} bytes")))
+            }
+            (Some(s), _) if s.contains('\0') => return Err(FieldError::new("onstart", "the onstart script holds a NUL byte")),
+            (s, _) => s.clone(),
+        };
+        if req.mode != LaunchMode::Entrypoint {
+            if req.entrypoint.is_some() {
+                return Err(FieldError::new(
+                    "entrypoint",
+                    format!("--entrypoint applies to the entrypoint launch mode; in {} mode berth's init replaces the image's entrypoint: put your command in the onstart script", req.mode),
+                ));
+            }
+            if req.args.is_some() {
+                return Err(FieldError::new(
+                    "args",
+                    format!("--args applies to the entrypoint launch mode; in {} mode put your command in the onstart script", req.mode),
+                ));
+            }
+        } else if req.direct {
+            return Err(FieldError::new(
+                "direct",
+                "--direct applies to the ssh and jupyter launch modes",
+            ));
+        }
         if req.gpus > MAX_GPUS {
             return Err(FieldError::new(
                 "gpus",
@@ -229,6 +271,8 @@ impl InstanceSpec {
             ports,
             label,
             gpus: req.gpus,
+            onstart,
+            direct: req.direct,
         })
     }
 }
@@ -305,6 +349,24 @@ mod tests {
         let mut r = req("x");
         r.gpus = 1000;
         check(r, "gpus");
+        let mut r = req("x");
+        r.onstart = Some("echo hi".into());
+        check(r, "onstart");
+        let mut r = req("x");
+        r.mode = LaunchMode::Ssh;
+        r.entrypoint = Some("/bin/sh".into());
+        check(r, "entrypoint");
+        let mut r = req("x");
+        r.mode = LaunchMode::Ssh;
+        r.args = Some(vec![]);
+        check(r, "args");
+        let mut r = req("x");
+        r.mode = LaunchMode::Ssh;
+        r.onstart = Some("x".repeat(MAX_ONSTART_BYTES + 1));
+        check(r, "onstart");
+        let mut r = req("x");
+        r.direct = true;
+        check(r, "direct");
     }
 
     #[test]

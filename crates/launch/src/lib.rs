@@ -26,6 +26,25 @@ pub struct HostContext {
     pub deployment: String,
     pub host: String,
     pub public_ip: String,
+    /// Host path of berth's static init binary (ssh and jupyter modes).
+    pub init_path: String,
+    /// Host directory under which each instance gets its state directory.
+    pub state_root: String,
+}
+
+/// Where berth's init is mounted in ssh and jupyter containers, and its entrypoint.
+pub const INIT_IN_CONTAINER: &str = "/.berth/init";
+/// Where the instance's state directory (keys, config, onstart, logs) is mounted.
+pub const STATE_IN_CONTAINER: &str = "/.berth/state";
+/// The internal port of sshd.
+pub const SSH_PORT: u16 = 22;
+
+/// A bind mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
 }
 
 /// Everything the agent passes to the engine to create the container.
@@ -41,6 +60,9 @@ pub struct ContainerPlan {
     pub labels: BTreeMap<String, String>,
     /// GPU device ids (indexes or UUIDs) for a device request; empty for none.
     pub gpu_device_ids: Vec<String>,
+    /// The user PID 1 runs as; `None` keeps the image's USER.
+    pub user: Option<String>,
+    pub mounts: Vec<Mount>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,12 +83,27 @@ pub enum PlanError {
 /// sorted and without repeats.
 pub fn wanted_ports(spec: &InstanceSpec, image: &ImageConfig) -> Result<Vec<PortSpec>, PlanError> {
     let mut ports: Vec<PortSpec> = spec.ports.iter().chain(&image.exposed).copied().collect();
+    if spec.mode != LaunchMode::Entrypoint {
+        ports.push(PortSpec {
+            port: SSH_PORT,
+            proto: PortProto::Tcp,
+        });
+    }
     ports.sort();
     ports.dedup();
     if ports.len() > MAX_PORTS {
         return Err(PlanError::TooManyPorts(ports.len()));
     }
     Ok(ports)
+}
+
+/// Host path of instance `id`'s state directory.
+pub fn state_dir(host: &HostContext, id: i64) -> String {
+    format!(
+        "{}/{}",
+        host.state_root.trim_end_matches('/'),
+        container_name(&host.deployment, id)
+    )
 }
 
 /// Name of the container of instance `id` in `deployment`.
@@ -85,8 +122,29 @@ pub fn plan(
     ports: &[PortMapping],
     gpu_device_ids: &[String],
 ) -> Result<ContainerPlan, PlanError> {
-    let (entrypoint, cmd) = match spec.mode {
-        LaunchMode::Entrypoint => entrypoint_argv(spec, image)?,
+    let (entrypoint, cmd, user, mounts) = match spec.mode {
+        LaunchMode::Entrypoint => {
+            let (e, c) = entrypoint_argv(spec, image)?;
+            (e, c, None, Vec::new())
+        }
+        // berth's init replaces ENTRYPOINT and CMD; it runs as root to run sshd.
+        LaunchMode::Ssh => (
+            vec![INIT_IN_CONTAINER.to_string()],
+            Vec::new(),
+            Some("0".to_string()),
+            vec![
+                Mount {
+                    source: host.init_path.clone(),
+                    target: INIT_IN_CONTAINER.into(),
+                    read_only: true,
+                },
+                Mount {
+                    source: state_dir(host, id),
+                    target: STATE_IN_CONTAINER.into(),
+                    read_only: false,
+                },
+            ],
+        ),
         other => return Err(PlanError::ModeUnavailable(other)),
     };
 
@@ -119,6 +177,8 @@ pub fn plan(
         ports: ports.to_vec(),
         labels,
         gpu_device_ids: gpu_device_ids.to_vec(),
+        user,
+        mounts,
     })
 }
 
@@ -150,13 +210,7 @@ mod tests {
     fn spec() -> InstanceSpec {
         InstanceSpec {
             image: "berth-test/busybox".into(),
-            mode: LaunchMode::Entrypoint,
-            entrypoint: None,
-            args: None,
-            env: BTreeMap::new(),
-            ports: vec![],
-            label: None,
-            gpus: 0,
+            ..Default::default()
         }
     }
     fn image() -> ImageConfig {
@@ -174,6 +228,8 @@ mod tests {
             deployment: "d3adb33fcafe".into(),
             host: "h1".into(),
             public_ip: "10.1.2.3".into(),
+            init_path: "/var/lib/berth/init".into(),
+            state_root: "/var/lib/berth/instances/".into(),
         }
     }
     fn argv(s: &InstanceSpec, i: &ImageConfig) -> (Vec<String>, Vec<String>) {
@@ -291,5 +347,51 @@ mod tests {
             })
             .collect();
         assert_eq!(wanted_ports(&s, &i), Err(PlanError::TooManyPorts(66)));
+    }
+
+    #[test]
+    fn ssh_mode_runs_berths_init_as_root_and_maps_22() {
+        let mut s = spec();
+        s.mode = LaunchMode::Ssh;
+        s.onstart = Some("echo hi".into());
+        let i = image();
+        let wanted = wanted_ports(&s, &i).unwrap();
+        assert!(wanted.contains(&PortSpec {
+            port: 22,
+            proto: PortProto::Tcp
+        }));
+        assert!(
+            wanted.contains(&PortSpec {
+                port: 8000,
+                proto: PortProto::Tcp
+            }),
+            "EXPOSE still mapped"
+        );
+        let p = plan(5, &s, &i, &host(), &[], &[]).unwrap();
+        assert_eq!(p.entrypoint, vec!["/.berth/init"]);
+        assert!(p.cmd.is_empty(), "the image's CMD is not run");
+        assert_eq!(p.user.as_deref(), Some("0"));
+        assert_eq!(
+            p.mounts,
+            vec![
+                Mount {
+                    source: "/var/lib/berth/init".into(),
+                    target: "/.berth/init".into(),
+                    read_only: true
+                },
+                Mount {
+                    source: "/var/lib/berth/instances/berth-d3adb33f-i5".into(),
+                    target: "/.berth/state".into(),
+                    read_only: false
+                },
+            ]
+        );
+        assert!(p.env.contains(&"BERTH_INSTANCE_ID=5".to_string()));
+    }
+
+    #[test]
+    fn entrypoint_mode_mounts_nothing() {
+        let p = plan(5, &spec(), &image(), &host(), &[], &[]).unwrap();
+        assert!(p.mounts.is_empty() && p.user.is_none());
     }
 }

@@ -86,6 +86,7 @@ impl Hub {
         instance: i64,
         follow: bool,
         tail: Option<u64>,
+        onstart: bool,
     ) -> Result<LogStream, ApiError> {
         let agent = self.agents().get(host).cloned().ok_or_else(|| {
             ApiError::Unavailable(format!("host {host} is offline; logs cannot be read now"))
@@ -104,6 +105,7 @@ impl Hub {
                 instance,
                 follow,
                 tail,
+                onstart,
             })
             .map_err(|_| ApiError::Unavailable(format!("host {host} went offline")))?;
         Ok(LogStream { rx, stream, agent })
@@ -237,18 +239,8 @@ impl Hub {
     }
 
     async fn send_desired(&self, ws: &mut WebSocket, host: &str) -> bool {
-        match self.inner.store.list_host_instances(host).await {
-            Ok(rows) => {
-                let instances = rows
-                    .into_iter()
-                    .map(|r| DesiredInstance {
-                        id: r.id,
-                        spec: r.spec,
-                        run: r.run,
-                    })
-                    .collect();
-                send(ws, &ServerMessage::Desired { instances }).await
-            }
+        match desired_set(&self.inner.store, host).await {
+            Ok(instances) => send(ws, &ServerMessage::Desired { instances }).await,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the desired set");
                 false
@@ -277,6 +269,44 @@ impl Hub {
             }
         }
     }
+}
+
+/// The full desired set of `host`: its instances, with the authorized keys of ssh and
+/// jupyter instances (the owner's account keys, then the instance's own).
+async fn desired_set(
+    store: &Store,
+    host: &str,
+) -> Result<Vec<DesiredInstance>, berth_store::StoreError> {
+    let rows = store.list_host_instances(host).await?;
+    let mut account_keys: HashMap<String, Vec<String>> = HashMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let ssh_keys = if r.spec.mode == berth_core::LaunchMode::Entrypoint {
+            Vec::new()
+        } else {
+            if !account_keys.contains_key(&r.owner) {
+                let keys = store
+                    .list_ssh_keys(&r.owner)
+                    .await?
+                    .into_iter()
+                    .map(|k| k.key)
+                    .collect();
+                account_keys.insert(r.owner.clone(), keys);
+            }
+            account_keys[&r.owner]
+                .iter()
+                .chain(&r.extra_keys)
+                .cloned()
+                .collect()
+        };
+        out.push(DesiredInstance {
+            id: r.id,
+            spec: r.spec,
+            run: r.run,
+            ssh_keys,
+        });
+    }
+    Ok(out)
 }
 
 async fn send(ws: &mut WebSocket, m: &ServerMessage) -> bool {

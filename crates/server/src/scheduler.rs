@@ -22,6 +22,7 @@ pub fn place(spec: &InstanceSpec, candidates: &[Candidate]) -> Result<String, Ap
     let best = candidates
         .iter()
         .filter(|c| free(c) >= spec.gpus)
+        .filter(|c| !spec.direct || c.facts.port_range.is_some())
         .min_by(|a, b| {
             a.instances
                 .cmp(&b.instances)
@@ -29,6 +30,13 @@ pub fn place(spec: &InstanceSpec, candidates: &[Candidate]) -> Result<String, Ap
         });
     match best {
         Some(c) => Ok(c.facts.name.clone()),
+        None if spec.direct && candidates.iter().all(|c| c.facts.port_range.is_none()) => {
+            Err(FieldError::new(
+                "direct",
+                "a direct connection was asked for, but no online host has open ports",
+            )
+            .into())
+        }
         None => {
             let most = candidates.iter().map(free).max().unwrap_or(0);
             Err(FieldError::new(

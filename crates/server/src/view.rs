@@ -51,6 +51,9 @@ pub fn instance(row: &InstanceRow, public_ip: &str, host_online: bool) -> api::I
         args: row.spec.args.clone(),
         env: row.spec.env.clone(),
         gpus: row.spec.gpus,
+        onstart: row.spec.onstart.clone(),
+        direct: row.spec.direct,
+        ssh_host_keys: actual.map(|a| a.ssh_host_keys.clone()).unwrap_or_default(),
         container_id: actual.and_then(|a| a.container_id.clone()),
         created_at: rfc3339(row.created_at_ms),
         started_at: actual.and_then(|a| a.started_at.clone()),
@@ -103,6 +106,7 @@ mod tests {
             run,
             actual,
             created_at_ms: 0,
+            extra_keys: vec![],
         }
     }
     fn actual(phase: Phase, applied: RunState) -> ActualInstance {
@@ -114,6 +118,7 @@ mod tests {
             gpu_ids: vec![],
             started_at: None,
             applied: Some(applied),
+            ssh_host_keys: vec![],
         }
     }
     const RUN1: RunState = RunState::Running { since_ms: 1 };

@@ -20,13 +20,15 @@ pub struct InstanceRow {
     pub actual: Option<ActualInstance>,
     /// Unix milliseconds.
     pub created_at_ms: i64,
+    /// authorized_keys lines attached to this instance only.
+    pub extra_keys: Vec<String>,
 }
 
 /// `SELECT <every column> FROM instances <tail>`, as a `&'static str`.
 macro_rules! select {
     ($tail:literal) => {
         concat!(
-            "SELECT id, owner, host, spec, run, actual, created_at_ms FROM instances ",
+            "SELECT id, owner, host, spec, run, actual, created_at_ms, extra_keys FROM instances ",
             $tail
         )
     };
@@ -37,6 +39,7 @@ fn instance_from_row(row: &AnyRow) -> Result<InstanceRow, StoreError> {
     let spec: String = row.try_get("spec")?;
     let run: String = row.try_get("run")?;
     let actual: Option<String> = row.try_get("actual")?;
+    let extra_keys: String = row.try_get("extra_keys")?;
     Ok(InstanceRow {
         id,
         owner: row.try_get("owner")?,
@@ -47,6 +50,7 @@ fn instance_from_row(row: &AnyRow) -> Result<InstanceRow, StoreError> {
             .map(|a| from_json(|| format!("actual state of instance {id}"), &a))
             .transpose()?,
         created_at_ms: row.try_get("created_at_ms")?,
+        extra_keys: from_json(|| format!("extra keys of instance {id}"), &extra_keys)?,
     })
 }
 
@@ -150,6 +154,18 @@ impl Store {
         let r = sqlx::query("UPDATE instances SET actual = $2 WHERE id = $1")
             .bind(id)
             .bind(actual)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Sets the authorized_keys lines attached to instance `id` only; `false` if there is no
+    /// such instance.
+    pub async fn set_instance_keys(&self, id: i64, keys: &[String]) -> Result<bool, StoreError> {
+        let keys = to_json("instance keys", &keys)?;
+        let r = sqlx::query("UPDATE instances SET extra_keys = $2 WHERE id = $1")
+            .bind(id)
+            .bind(keys)
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() > 0)

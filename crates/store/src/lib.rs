@@ -21,11 +21,13 @@ mod hosts;
 mod instances;
 mod meta;
 mod migrations;
+mod ssh_keys;
 mod users;
 
 pub use error::StoreError;
 pub use hosts::HostRow;
 pub use instances::InstanceRow;
+pub use ssh_keys::SshKeyRow;
 pub use users::UserRow;
 
 use sqlx::any::AnyPoolOptions;

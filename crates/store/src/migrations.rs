@@ -8,12 +8,20 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::SqlSafeStr;
 
 /// (version, description, SQLite SQL, PostgreSQL SQL), in version order.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "ssh keys",
+        include_str!("../migrations/sqlite/0002_ssh_keys.sql"),
+        include_str!("../migrations/postgres/0002_ssh_keys.sql"),
+    ),
+];
 
 /// The migrator for `backend`; each migration runs in its own transaction.
 pub(crate) fn migrator(backend: Backend) -> Migrator {

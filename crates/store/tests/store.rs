@@ -203,6 +203,7 @@ suite!(
     data_survives_reopening,
     concurrent_inserts_all_succeed,
     corrupt_json_is_reported,
+    ssh_keys,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -221,6 +222,8 @@ fn spec(image: &str) -> InstanceSpec {
         ports: vec![],
         label: None,
         gpus: 0,
+        onstart: None,
+        direct: false,
     }
 }
 
@@ -254,6 +257,8 @@ fn full_spec() -> InstanceSpec {
         ],
         label: Some("my 'label' — x".to_string()),
         gpus: 2,
+        onstart: Some("#!/bin/bash\necho 'on' \"$X\"\n".to_string()),
+        direct: true,
     }
 }
 
@@ -302,6 +307,7 @@ fn actual(id: i64, phase: Phase) -> ActualInstance {
         gpu_ids: vec!["GPU-0000".into(), "GPU-0001".into()],
         started_at: Some("2024-05-01T12:00:00.123456789Z".into()),
         applied: Some(RunState::Running { since_ms: T0 + 7 }),
+        ssh_host_keys: vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBnPd5pd0rD9cpvxH2heppxFMa6APB2elY98wLravxxd berth-instance".into()],
     }
 }
 
@@ -812,4 +818,55 @@ fn test_database_urls() {
         with_database("postgres://u@h/db?sslmode=disable", "t1"),
         "postgres://u@h/t1?sslmode=disable"
     );
+}
+
+async fn ssh_keys(db: Db) {
+    let s = &db.store;
+    s.create_user("kim", "hash-kim", false, T0).await.unwrap();
+    s.create_user("lee", "hash-lee", false, T0).await.unwrap();
+    let k1 = s
+        .add_ssh_key("kim", "ssh-ed25519 AAAA1 kim@a", "SHA256:one", T0)
+        .await
+        .unwrap();
+    let k2 = s
+        .add_ssh_key("kim", "ssh-ed25519 AAAA2", "SHA256:two", T0 + 1)
+        .await
+        .unwrap();
+    assert!(k2.id > k1.id);
+    // The same key on two accounts is fine; twice on one is a conflict.
+    s.add_ssh_key("lee", "ssh-ed25519 AAAA1 lee", "SHA256:one", T0)
+        .await
+        .unwrap();
+    let m = conflict_message(
+        s.add_ssh_key("kim", "ssh-ed25519 AAAA1", "SHA256:one", T0)
+            .await,
+    );
+    assert!(m.contains("already on this account"), "{m}");
+    let m = conflict_message(s.add_ssh_key("nobody", "k", "f", T0).await);
+    assert!(m.contains("no user nobody"), "{m}");
+    let kims = s.list_ssh_keys("kim").await.unwrap();
+    assert_eq!(kims, vec![k1.clone(), k2.clone()]);
+    // Only the owner removes a key.
+    assert!(!s.delete_ssh_key("lee", k1.id).await.unwrap());
+    assert!(s.delete_ssh_key("kim", k1.id).await.unwrap());
+    assert_eq!(s.list_ssh_keys("kim").await.unwrap(), vec![k2]);
+    assert_eq!(s.list_ssh_keys("lee").await.unwrap().len(), 1);
+
+    // Keys attached to one instance.
+    let id = s
+        .insert_instance("kim", "h", &spec("x"), &RunState::Stopped, T0)
+        .await
+        .unwrap();
+    assert!(s
+        .get_instance(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .extra_keys
+        .is_empty());
+    let keys = vec!["ssh-ed25519 AAAA3 extra".to_string()];
+    assert!(s.set_instance_keys(id, &keys).await.unwrap());
+    assert_eq!(s.get_instance(id).await.unwrap().unwrap().extra_keys, keys);
+    assert!(!s.set_instance_keys(id + 1000, &keys).await.unwrap());
+    drop(db.open().await);
 }

@@ -306,6 +306,22 @@ impl Berth {
         self.ok(&["logs", &id.to_string()])
     }
 
+    /// Polls the onstart log until it contains `want`.
+    pub fn wait_logs_onstart(&self, id: i64, want: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let l = self.ok(&["logs", &id.to_string(), "--onstart"]);
+            if l.contains(want) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "onstart log of {id} never showed {want:?}: {l:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Polls the logs until they contain `want`.
     pub fn wait_logs(&self, id: i64, want: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -379,4 +395,85 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub const SSH_IMAGE: &str = "berth-test/ssh";
+
+/// An SSH key pair made by the real `ssh-keygen`.
+pub struct KeyPair {
+    pub private: PathBuf,
+    pub public: PathBuf,
+}
+
+impl KeyPair {
+    pub fn new(dir: &Path, name: &str) -> KeyPair {
+        let private = dir.join(name);
+        let out = Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                name,
+                "-f",
+                private.to_str().unwrap(),
+            ])
+            .output()
+            .expect("ssh-keygen (openssh-client) is needed");
+        assert!(
+            out.status.success(),
+            "ssh-keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        KeyPair {
+            public: private.with_extension("pub"),
+            private,
+        }
+    }
+}
+
+/// The direct SSH port of an instance (its internal 22).
+pub fn ssh_port(v: &serde_json::Value) -> u16 {
+    v["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["internal"] == 22)
+        .unwrap_or_else(|| panic!("no port 22 in {v:#}"))["external"]
+        .as_u64()
+        .unwrap() as u16
+}
+
+/// Runs the real OpenSSH client against 127.0.0.1:port as root with `key`.
+pub fn ssh(port: u16, key: &Path, known_hosts: &Path, extra: &[&str], cmd: &str) -> Output {
+    let port = port.to_string();
+    let kh = format!("UserKnownHostsFile={}", known_hosts.display());
+    let mut args = vec![
+        "-p",
+        &port,
+        "-i",
+        key.to_str().unwrap(),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        &kh,
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "-o",
+        "ConnectTimeout=10",
+        "-o",
+        "LogLevel=ERROR",
+    ];
+    args.extend_from_slice(extra);
+    args.push("root@127.0.0.1");
+    args.push(cmd);
+    Command::new("ssh")
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh (openssh-client) is needed")
 }

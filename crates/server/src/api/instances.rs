@@ -130,6 +130,9 @@ pub struct LogsQuery {
     #[serde(default)]
     follow: bool,
     tail: Option<u64>,
+    /// The onstart script's log instead of the container's output.
+    #[serde(default)]
+    onstart: bool,
 }
 
 pub async fn logs(
@@ -151,7 +154,15 @@ pub async fn logs(
             row.id
         )));
     }
-    let stream = app.hub.open_logs(&row.host, row.id, q.follow, q.tail)?;
+    if q.onstart && row.spec.mode == berth_core::LaunchMode::Entrypoint {
+        return Err(ApiError::BadRequest(format!(
+            "instance {} runs in entrypoint mode, which has no onstart script",
+            row.id
+        )));
+    }
+    let stream = app
+        .hub
+        .open_logs(&row.host, row.id, q.follow, q.tail, q.onstart)?;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
@@ -177,8 +188,40 @@ async fn set_run(
     Ok(Json(HostInfo::load(app).await?.view(&row)))
 }
 
+/// `POST /api/v1/instances/{id}/keys`: authorizes one more SSH key for this instance only.
+pub async fn attach_key(
+    State(app): State<App>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    Body(req): Body<api::NewSshKey>,
+) -> Result<Json<api::Instance>, ApiError> {
+    let row = owned(&app, &user, &id).await?;
+    if row.spec.mode == berth_core::LaunchMode::Entrypoint {
+        return Err(ApiError::BadRequest(format!(
+            "instance {} runs in entrypoint mode: berth runs no sshd there",
+            row.id
+        )));
+    }
+    let key =
+        berth_core::ssh_key::parse(&req.key).map_err(|m| berth_core::FieldError::new("key", m))?;
+    let mut keys = row.extra_keys.clone();
+    if !keys
+        .iter()
+        .any(|k| berth_core::ssh_key::parse(k).is_ok_and(|k| k.fingerprint == key.fingerprint))
+    {
+        keys.push(key.line);
+        app.store.set_instance_keys(row.id, &keys).await?;
+        app.hub.desired_changed(&row.host);
+    }
+    Ok(Json(HostInfo::load(&app).await?.view(&row)))
+}
+
 /// The instance `id` if `user` owns it; 404 otherwise.
-async fn owned(app: &App, user: &CurrentUser, id: &str) -> Result<InstanceRow, ApiError> {
+pub(super) async fn owned(
+    app: &App,
+    user: &CurrentUser,
+    id: &str,
+) -> Result<InstanceRow, ApiError> {
     let n: i64 = id.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
         ApiError::NotFound(format!(
             "instance {id:?} not found (ids are positive integers)"

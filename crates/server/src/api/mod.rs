@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1` and the agent endpoint.
 mod hosts;
 mod instances;
+mod keys;
 mod users;
 
 use crate::auth::{self, CurrentUser};
@@ -33,6 +34,9 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/instances/{id}/start", post(instances::start))
         .route("/api/v1/instances/{id}/reboot", post(instances::reboot))
         .route("/api/v1/instances/{id}/logs", get(instances::logs))
+        .route("/api/v1/instances/{id}/keys", post(instances::attach_key))
+        .route("/api/v1/keys", get(keys::list).post(keys::add))
+        .route("/api/v1/keys/{id}", axum::routing::delete(keys::remove))
         .route("/api/v1/hosts", get(hosts::list))
         .route("/api/v1/users", get(users::list).post(users::create))
         .route("/api/v1/users/{name}", axum::routing::delete(users::remove))

@@ -1,0 +1,537 @@
+//! The ssh launch mode, end to end, with the real OpenSSH client: berth's init as PID 1,
+//! sshd on berth's own config, onstart, keys, env, direct connections, and images that try
+//! to get in the way.
+mod common;
+use common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn ok(o: &std::process::Output, what: &str) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed ({:?}): {}\n{}",
+        o.status,
+        stderr(o),
+        stdout(o)
+    );
+    stdout(o)
+}
+
+/// Polls until `ssh … cmd` succeeds.
+fn wait_ssh(port: u16, key: &std::path::Path, kh: &std::path::Path, cmd: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = ssh(port, key, kh, &[], cmd);
+        if o.status.success() {
+            return stdout(&o);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ssh never worked: {}",
+            stderr(&o)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn ssh_mode_end_to_end() {
+    require_docker_and_images(&[SSH_IMAGE]);
+    let b = Berth::up();
+    let key = KeyPair::new(&b.dir, "user-key");
+    let kh = b.dir.join("known_hosts");
+    let added = b.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    assert!(added.contains("SHA256:"), "{added}");
+
+    let onstart =
+        "echo \"onstart ran as $(id -u) with MYVAR=$MYVAR\"\necho run >> /root/onstart-runs\n";
+    std::fs::write(b.dir.join("onstart.sh"), onstart).unwrap();
+    let id = b.create(&[
+        SSH_IMAGE,
+        "--ssh",
+        "--env",
+        "-e MYVAR='hello world' -e QUOTES=a\\\"b -p 8000",
+        "--onstart",
+        b.dir.join("onstart.sh").to_str().unwrap(),
+        "--wait",
+    ]);
+    let v = b.wait_state(id, "running");
+    let port = ssh_port(&v);
+    assert_eq!(v["mode"], "ssh");
+    assert_eq!(v["ssh_host_keys"].as_array().unwrap().len(), 1, "{v:#}");
+
+    // "running" means sshd answers: the first login works at once.
+    let out = ok(
+        &ssh(
+            port,
+            &key.private,
+            &kh,
+            &[],
+            "echo ok; id -u; cat /proc/1/cmdline | tr '\\0' ' '",
+        ),
+        "first ssh",
+    );
+    assert!(out.starts_with("ok\n0\n/.berth/init"), "{out}");
+    // The known_hosts entry ssh just learned is the host key berth reports.
+    let learned = std::fs::read_to_string(&kh).unwrap();
+    let host_key = v["ssh_host_keys"][0].as_str().unwrap();
+    let body = host_key.split_whitespace().nth(1).unwrap();
+    assert!(
+        learned.contains(body),
+        "reported host key {host_key} not what sshd served: {learned}"
+    );
+
+    // Env reaches ssh sessions, login shells (su -) and tmux.
+    assert_eq!(
+        ok(
+            &ssh(
+                port,
+                &key.private,
+                &kh,
+                &[],
+                "echo \"$MYVAR|$QUOTES|$BERTH_INSTANCE_ID\""
+            ),
+            "env"
+        ),
+        format!("hello world|a\"b|{id}\n")
+    );
+    assert_eq!(
+        ok(
+            &ssh(port, &key.private, &kh, &[], "su - -c 'echo $MYVAR'"),
+            "su -"
+        ),
+        "hello world\n"
+    );
+    let tmux =
+        "tmux new-session -d 'echo $MYVAR > /tmp/from-tmux' && sleep 0.5 && cat /tmp/from-tmux";
+    assert_eq!(
+        ok(&ssh(port, &key.private, &kh, &[], tmux), "tmux"),
+        "hello world\n"
+    );
+    let port_env = ok(
+        &ssh(port, &key.private, &kh, &[], "echo $BERTH_TCP_PORT_22"),
+        "port env",
+    );
+    assert_eq!(port_env.trim(), port.to_string());
+
+    // onstart ran after sshd was up, its output in both logs.
+    b.wait_logs_onstart(id, "onstart ran as 0 with MYVAR=hello world");
+    let in_container = ok(
+        &ssh(
+            port,
+            &key.private,
+            &kh,
+            &[],
+            "cat /var/log/onstart.log; cat /root/onstart.sh",
+        ),
+        "onstart log",
+    );
+    assert!(
+        in_container.contains("onstart ran as 0")
+            && in_container.contains("echo run >> /root/onstart-runs"),
+        "{in_container}"
+    );
+
+    // A wrong key and a password are refused.
+    let other = KeyPair::new(&b.dir, "stranger-key");
+    let o = ssh(port, &other.private, &kh, &[], "true");
+    assert!(
+        !o.status.success() && stderr(&o).contains("Permission denied (publickey)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ssh(
+        port,
+        &other.private,
+        &kh,
+        &[
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+        ],
+        "true",
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("Permission denied (publickey)"),
+        "password auth must be off: {}",
+        stderr(&o)
+    );
+
+    // scp both ways, sftp, and a local forward to a port inside the container.
+    let local = b.dir.join("up.txt");
+    std::fs::write(&local, "payload with spaces\n").unwrap();
+    let p = port.to_string();
+    let kh_opt = format!("UserKnownHostsFile={}", kh.display());
+    let common_opts = [
+        "-P",
+        &p,
+        "-i",
+        key.private.to_str().unwrap(),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        &kh_opt,
+    ];
+    let mut up = Command::new("scp");
+    up.args(common_opts)
+        .args([local.to_str().unwrap(), "root@127.0.0.1:/tmp/up.txt"]);
+    ok(&up.output().unwrap(), "scp up");
+    let back = b.dir.join("back.txt");
+    let mut down = Command::new("scp");
+    down.args(common_opts)
+        .args(["root@127.0.0.1:/tmp/up.txt", back.to_str().unwrap()]);
+    ok(&down.output().unwrap(), "scp down");
+    assert_eq!(
+        std::fs::read_to_string(&back).unwrap(),
+        "payload with spaces\n"
+    );
+    std::fs::write(
+        b.dir.join("sftp.batch"),
+        format!("put {} /tmp/sftp.txt\nls /tmp\n", local.display()),
+    )
+    .unwrap();
+    let sftp = Command::new("sftp")
+        .args([
+            "-P",
+            &p,
+            "-i",
+            key.private.to_str().unwrap(),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            &kh_opt,
+            "-b",
+        ])
+        .arg(b.dir.join("sftp.batch"))
+        .arg("root@127.0.0.1")
+        .output()
+        .unwrap();
+    assert!(ok(&sftp, "sftp").contains("sftp.txt"));
+    let fwd_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let fwd = format!("127.0.0.1:{fwd_port}:127.0.0.1:22");
+    let mut tunnel = Command::new("ssh")
+        .args([
+            "-N",
+            "-L",
+            &fwd,
+            "-p",
+            &p,
+            "-i",
+            key.private.to_str().unwrap(),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            &kh_opt,
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "root@127.0.0.1",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let banner = loop {
+        let got = std::net::TcpStream::connect(("127.0.0.1", fwd_port))
+            .ok()
+            .and_then(|mut s| {
+                use std::io::Read;
+                s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+                let mut buf = [0u8; 64];
+                let n = s.read(&mut buf).ok()?;
+                Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+            });
+        match got {
+            Some(g) if g.starts_with("SSH-2.0-") => break g,
+            _ => {
+                assert!(Instant::now() < deadline, "ssh -L never forwarded");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    assert!(banner.contains("OpenSSH"), "{banner}");
+    let _ = tunnel.kill();
+    let _ = tunnel.wait();
+
+    // A key added while the instance runs works within seconds, without a restart.
+    let late = KeyPair::new(&b.dir, "late-key");
+    b.ok(&["keys", "add", late.public.to_str().unwrap()]);
+    wait_ssh(port, &late.private, &kh, "true");
+    // One more key for this instance only.
+    let single = KeyPair::new(&b.dir, "single-key");
+    b.ok(&[
+        "attach-key",
+        &id.to_string(),
+        single.public.to_str().unwrap(),
+    ]);
+    wait_ssh(port, &single.private, &kh, "true");
+    // Removing an account key locks it out again.
+    let keys: serde_json::Value = serde_json::from_str(&b.ok(&["keys", "ls", "--json"])).unwrap();
+    let late_id = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"].as_str().unwrap().ends_with("late-key"))
+        .unwrap()["id"]
+        .to_string();
+    b.ok(&["keys", "rm", &late_id]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ssh(port, &late.private, &kh, &[], "true").status.success() {
+        assert!(Instant::now() < deadline, "a removed key still logs in");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Stop/start: files survive, onstart runs again, host key unchanged (strict checking).
+    ok(
+        &ssh(port, &key.private, &kh, &[], "echo kept > /root/persist"),
+        "write",
+    );
+    let ids = id.to_string();
+    b.ok(&["stop", &ids]);
+    b.wait_state(id, "stopped");
+    b.ok(&["start", &ids]);
+    let v2 = b.wait_state(id, "running");
+    assert_eq!(ssh_port(&v2), port);
+    assert_eq!(v2["ssh_host_keys"], v["ssh_host_keys"]);
+    let strict = ["-o", "StrictHostKeyChecking=yes"];
+    let out = ok(
+        &ssh(
+            port,
+            &key.private,
+            &kh,
+            &strict,
+            "cat /root/persist; wc -l < /root/onstart-runs",
+        ),
+        "after restart",
+    );
+    assert_eq!(out, "kept\n2\n");
+    let log = b.ok(&["logs", &ids, "--onstart"]);
+    assert_eq!(log.matches("onstart ran as 0").count(), 2, "{log}");
+
+    // berth's own client commands.
+    assert_eq!(
+        b.ok(&["ssh-url", &ids]).trim(),
+        format!("ssh://root@127.0.0.1:{port}")
+    );
+    let out = b.cli(&[
+        "ssh",
+        &ids,
+        "-i",
+        key.private.to_str().unwrap(),
+        "--",
+        "echo",
+        "via berth ssh",
+    ]);
+    assert_eq!(ok(&out, "berth ssh"), "via berth ssh\n");
+    let cfg = b.dir.join("ssh_config");
+    std::fs::write(
+        &cfg,
+        b.ok(&["ssh-config", "-i", key.private.to_str().unwrap()]),
+    )
+    .unwrap();
+    let alias = format!("berth-{id}");
+    let o = Command::new("ssh")
+        .args([
+            "-F",
+            cfg.to_str().unwrap(),
+            "-o",
+            "BatchMode=yes",
+            &alias,
+            "echo via config",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(ok(&o, "ssh with berth ssh-config"), "via config\n");
+    let cfg_text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(cfg_text.contains("StrictHostKeyChecking yes"), "{cfg_text}");
+    let got = b.dir.join("got.txt");
+    ok(
+        &b.cli(&[
+            "scp",
+            "-i",
+            key.private.to_str().unwrap(),
+            &format!("{id}:/root/persist"),
+            got.to_str().unwrap(),
+        ]),
+        "berth scp",
+    );
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), "kept\n");
+}
+
+/// Nothing in the image's /etc/ssh can change berth's sshd: not the port, not passwords,
+/// not the authorized keys file; and the image's USER and ENTRYPOINT are not used.
+#[test]
+fn hostile_sshd_config_and_non_root_user_change_nothing() {
+    require_docker_and_images(&["berth-test/ssh-hostile", "berth-test/ssh-user"]);
+    let b = Berth::up();
+    let key = KeyPair::new(&b.dir, "k");
+    let kh = b.dir.join("known_hosts");
+    b.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    for image in ["berth-test/ssh-hostile", "berth-test/ssh-user"] {
+        let id = b.create(&[
+            image,
+            "--ssh",
+            "--onstart-cmd",
+            "echo onstart here; id -un",
+            "--wait",
+        ]);
+        let v = b.wait_state(id, "running");
+        let port = ssh_port(&v);
+        let out = ok(&ssh(port, &key.private, &kh, &[], "id -u; pwd"), image);
+        assert!(out.starts_with("0\n"), "{image}: {out}");
+        let o = ssh(
+            port,
+            &key.private,
+            &kh,
+            &[
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "PreferredAuthentications=password",
+            ],
+            "true",
+        );
+        assert!(
+            stderr(&o).contains("Permission denied (publickey)"),
+            "{image}: {}",
+            stderr(&o)
+        );
+        b.wait_logs_onstart(id, "onstart here\nroot");
+        let logs = b.logs(id);
+        assert!(
+            !logs.contains("must not run"),
+            "the image's entrypoint ran: {logs}"
+        );
+    }
+}
+
+#[test]
+fn images_without_sshd_fail_with_the_reason_at_once() {
+    require_docker_and_images(&[DEBIAN]);
+    let b = Berth::up();
+    for image in [DEBIAN, BUSYBOX] {
+        let started = Instant::now();
+        let err = b.fails(&["create", image, "--ssh", "--wait"]);
+        assert!(
+            err.contains("failed") && err.contains("sshd"),
+            "{image}: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{image}: failing took {:?}",
+            started.elapsed()
+        );
+    }
+    // init ran in busybox (no glibc, no bash) and said so.
+    let list: serde_json::Value = serde_json::from_str(&b.ok(&["ls", "--json"])).unwrap();
+    for i in list.as_array().unwrap() {
+        assert_eq!(i["state"], "failed");
+        assert!(
+            i["reason"].as_str().unwrap().contains("OpenSSH server"),
+            "{i:#}"
+        );
+    }
+}
+
+#[test]
+fn bad_keys_are_refused_clearly() {
+    let b = Berth::up();
+    let bad = b.dir.join("bad.pub");
+    for (content, want) in [
+        ("not a key", "not an SSH public key type"),
+        (
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nxyz\n-----END OPENSSH PRIVATE KEY-----",
+            "PRIVATE",
+        ),
+        ("ssh-ed25519 AAAA", "truncated"),
+    ] {
+        std::fs::write(&bad, content).unwrap();
+        let err = b.fails(&["keys", "add", bad.to_str().unwrap()]);
+        assert!(err.contains(want), "{content}: {err}");
+    }
+    let key = KeyPair::new(&b.dir, "dup");
+    b.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let err = b.fails(&["keys", "add", key.public.to_str().unwrap()]);
+    assert!(err.contains("already"), "{err}");
+    let err = b.fails(&["create", SSH_IMAGE, "--ssh", "--entrypoint", "/bin/sh"]);
+    assert!(
+        err.contains("entrypoint") && err.contains("onstart"),
+        "{err}"
+    );
+}
+
+/// A host without open ports cannot give a direct SSH port yet: a clear failure, no hang.
+#[test]
+fn host_without_open_ports_fails_clearly() {
+    require_docker_and_images(&[SSH_IMAGE]);
+    let dir = temp_dir("nat");
+    let data = dir.join("data");
+    let mut server = spawn_berth(
+        &[
+            "server",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        &dir.join("server.log"),
+        "run agents with:",
+    );
+    let url = server.field("API:");
+    let admin = server.field("admin key:");
+    let token = server.field("agent token:");
+    let agent_data = dir.join("agent");
+    let mut agent = Command::new(berth_bin())
+        .args([
+            "agent",
+            "--server",
+            &url,
+            "--token",
+            &token,
+            "--public-ip",
+            "127.0.0.1",
+            "--name",
+            "nat-host",
+            "--data-dir",
+        ])
+        .arg(&agent_data)
+        .stderr(std::fs::File::create(dir.join("agent.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(berth_bin())
+            .args(args)
+            .env("BERTH_CONFIG", dir.join("none.json"))
+            .env("BERTH_URL", &url)
+            .env("BERTH_API_KEY", &admin)
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !stdout(&cli(&["hosts"])).contains("nat-host  yes") {
+        assert!(Instant::now() < deadline, "agent never connected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = cli(&["create", SSH_IMAGE, "--ssh", "--direct", "--wait"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("no online host has open ports"),
+        "{}",
+        stderr(&o)
+    );
+    let started = Instant::now();
+    let o = cli(&["create", SSH_IMAGE, "--ssh", "--wait"]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("no open ports") && stderr(&o).contains("22/tcp"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    terminate(&mut agent);
+    terminate(&mut server.child);
+    let _ = std::fs::remove_dir_all(&dir);
+}
