@@ -1,8 +1,12 @@
 //! Benchmarks of berth against plain Docker (DESIGN.md §6): ratios measured side by side
 //! in one run, never a lone absolute time.
 //!
-//! `berth-bench launch` starts `berth up` in a throwaway data dir and times, interleaved,
-//! berth's create→running against `docker run -d` of the same image.
+//! - `berth-bench launch` starts `berth up` in a throwaway data dir and times, interleaved,
+//!   berth's create→running against `docker run -d -P` of the same image.
+//! - `berth-bench ssh` times, interleaved, berth's create→ssh-ready (the first successful
+//!   `ssh … true`) against `docker run -d` of the same image running its own `sshd -D`
+//!   until the same `ssh … true` succeeds; then the time of one `ssh … true` to each.
+//! - `berth-bench all` runs both with their defaults, for one output to quote.
 #![forbid(unsafe_code)]
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -12,6 +16,7 @@ use clap::{Parser, Subcommand};
 use reqwest::{Method, RequestBuilder};
 use serde_json::{json, Value};
 use std::io::BufRead;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitCode, Stdio};
@@ -19,12 +24,33 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Host ports berth may hand out (the benchmark's instances open none).
+/// Host ports berth may hand out (for the images' EXPOSE ports and ssh's port 22).
 const PORTS: &str = "28000-28099";
 /// How often the instance is polled while it comes up.
 const POLL: Duration = Duration::from_millis(5);
+/// Defaults of `launch` and `ssh` (and what `all` runs).
+const LAUNCH_RUNS: u32 = 15;
+const LAUNCH_IMAGE: &str = "berth-test/busybox";
+const SSH_RUNS: u32 = 10;
+const SSH_IMAGE: &str = "berth-test/ssh";
+/// How often `ssh … true` is tried (start to start) until it succeeds.
+const SSH_RETRY: Duration = Duration::from_millis(20);
+/// While `ssh … true` fails, every this many tries (about half a second) the benchmark
+/// checks that the container still runs. Rare, so as not to disturb the timing: ssh is
+/// usually ready within a few tries.
+const ALIVE_EVERY: u32 = 25;
+/// How many `ssh … true` are timed against each running container.
+const LOGIN_RUNS: u32 = 20;
 /// How long anything may take before the benchmark gives up.
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// Label on the containers the benchmark runs by hand, so that cleanup finds every one.
+const BENCH_LABEL: &str = "org.berth.bench";
+/// The hand-run sshd: what berth's init does in short (a privilege separation dir, one
+/// ed25519 host key per container, sshd in the foreground logging to stderr), but on the
+/// image's own sshd config.
+const SSHD_SCRIPT: &str = "mkdir -p /run/sshd && \
+    ssh-keygen -q -t ed25519 -N \"\" -f /etc/ssh/ssh_host_ed25519_key && \
+    exec /usr/sbin/sshd -D -e -o HostKey=/etc/ssh/ssh_host_ed25519_key";
 
 #[derive(Parser)]
 #[command(
@@ -38,18 +64,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Time berth's create→running against `docker run -d`, interleaved run by run.
+    /// Time berth's create→running against `docker run -d -P`, interleaved run by run.
     Launch(LaunchArgs),
+    /// Time berth's create→ssh-ready against `docker run -d` of the image's sshd,
+    /// interleaved run by run; then `ssh … true` to a running container of each.
+    Ssh(SshArgs),
+    /// `launch`, then `ssh`, each with its defaults.
+    All(AllArgs),
 }
 
 #[derive(clap::Args)]
-struct LaunchArgs {
-    /// Timed runs of each, after one untimed warm-up round.
-    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..))]
-    runs: u32,
-    /// The image to launch; it must have /bin/sleep.
-    #[arg(long, default_value = "berth-test/busybox")]
-    image: String,
+struct Common {
     /// The berth binary.
     #[arg(long, default_value = "target/release/berth")]
     berth: PathBuf,
@@ -58,10 +83,47 @@ struct LaunchArgs {
     berth_log: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct LaunchArgs {
+    /// Timed runs of each, after one untimed warm-up round.
+    #[arg(long, default_value_t = LAUNCH_RUNS, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// The image to launch; it must have /bin/sleep.
+    #[arg(long, default_value = LAUNCH_IMAGE)]
+    image: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(clap::Args)]
+struct SshArgs {
+    /// Timed runs of each, after one untimed warm-up round.
+    #[arg(long, default_value_t = SSH_RUNS, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// The image to launch; it must have /bin/sh, ssh-keygen and /usr/sbin/sshd.
+    #[arg(long, default_value = SSH_IMAGE)]
+    image: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(clap::Args)]
+struct AllArgs {
+    /// The berth binary.
+    #[arg(long, default_value = "target/release/berth")]
+    berth: PathBuf,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let Cmd::Launch(args) = Cli::parse().cmd;
-    match launch(args).await {
+    let cli = Cli::parse();
+    let stop = interrupt_flag();
+    let result = match cli.cmd {
+        Cmd::Launch(a) => launch(&a, &stop).await,
+        Cmd::Ssh(a) => ssh(&a, &stop).await,
+        Cmd::All(a) => all(a, &stop).await,
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -70,42 +132,124 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn launch(a: LaunchArgs) -> Result<()> {
-    let tmp = TempDir::new()?;
-    let log = a
+/// Set by Ctrl-C, SIGTERM or SIGHUP: the benchmark then stops between runs and cleans up,
+/// so that no launch is left half done.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let flag = Arc::new(AtomicBool::new(false));
+    for kind in [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+    ] {
+        let flag = flag.clone();
+        match signal(kind) {
+            Ok(mut s) => {
+                tokio::spawn(async move {
+                    while s.recv().await.is_some() {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                });
+            }
+            Err(e) => eprintln!("warning: cannot catch signal {kind:?}: {e}"),
+        }
+    }
+    flag
+}
+
+fn check(stop: &AtomicBool) -> Result<()> {
+    if stop.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+async fn all(a: AllArgs, stop: &AtomicBool) -> Result<()> {
+    let common = || Common {
+        berth: a.berth.clone(),
+        berth_log: None,
+    };
+    let launch_args = LaunchArgs {
+        runs: LAUNCH_RUNS,
+        image: LAUNCH_IMAGE.into(),
+        common: common(),
+    };
+    let ssh_args = SshArgs {
+        runs: SSH_RUNS,
+        image: SSH_IMAGE.into(),
+        common: common(),
+    };
+    println!(
+        "## launch: create→running ({}, {} runs)\n",
+        launch_args.image, launch_args.runs
+    );
+    launch(&launch_args, stop).await?;
+    println!(
+        "\n## ssh: create→ssh-ready ({}, {} runs)\n",
+        ssh_args.image, ssh_args.runs
+    );
+    ssh(&ssh_args, stop).await
+}
+
+/// What a benchmark body gets: the API of a `berth up` whose agent is online, a temp dir
+/// of its own, and the label for containers it runs by hand.
+struct Ctx {
+    api: Api,
+    dir: PathBuf,
+    label: String,
+}
+
+/// Starts `berth up` in a fresh temp dir, waits for its agent and runs `body`. Whatever
+/// happened, it then stops berth (so that it creates nothing more), removes every
+/// container of berth's deployment and every one run by hand, and the temp dir; an error
+/// gets the end of berth's log.
+async fn with_berth<F, Fut>(name: &str, c: &Common, body: F) -> Result<()>
+where
+    F: FnOnce(Ctx) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let tmp = TempDir::new(name)?;
+    let log = c
         .berth_log
         .clone()
-        .unwrap_or_else(|| tmp.0.join("berth.log"));
-    // Ctrl-C ends the benchmark between runs, so that no launch is left half done.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            flag.store(true, Ordering::Relaxed);
-        }
-    });
-    let mut docker_ids = Vec::new();
+        .unwrap_or_else(|| tmp.path().join("berth.log"));
+    let label = format!("{BENCH_LABEL}={}", tmp.name());
     let mut deployment = None;
     let result = async {
-        let berth = Berth::start(&a.berth, &tmp.0, &log)?;
+        let berth = Berth::start(&c.berth, tmp.path(), &log)?;
         deployment = berth.deployment.clone();
-        measure(&a, &berth, &interrupted, &mut docker_ids).await
+        let api = Api::new(&berth);
+        api.wait_for_agent().await?;
+        let cx = Ctx {
+            api,
+            dir: tmp.path().to_path_buf(),
+            label: label.clone(),
+        };
+        body(cx).await
         // Dropping `berth` stops it, so that it creates nothing more.
     }
     .await;
+    let mut filters = vec![format!("label={label}")];
     if let Some(dep) = deployment {
-        let filter = format!("label={}={dep}", labels::DEPLOYMENT);
-        if let Ok(ids) = docker(&["ps", "-aq", "--filter", &filter]).await {
-            docker_ids.extend(ids.lines().map(String::from));
+        filters.push(format!("label={}={dep}", labels::DEPLOYMENT));
+    }
+    let mut ids = Vec::new();
+    for f in &filters {
+        match docker(&["ps", "-aq", "--filter", f]).await {
+            Ok(out) => ids.extend(out.lines().map(String::from)),
+            Err(e) => eprintln!("warning: cannot list the containers to clean up: {e:#}"),
         }
     }
-    if !docker_ids.is_empty() {
+    if !ids.is_empty() {
         let mut rm = vec!["rm", "-f"];
-        rm.extend(docker_ids.iter().map(String::as_str));
-        let _ = docker(&rm).await;
+        rm.extend(ids.iter().map(String::as_str));
+        if let Err(e) = docker(&rm).await {
+            eprintln!("warning: {e:#}");
+        }
     }
+    // `tmp` goes last, after the containers that mounted files from it.
     match result {
-        Err(e) if a.berth_log.is_none() => Err(anyhow!(
+        Err(e) if c.berth_log.is_none() => Err(anyhow!(
             "{e:#}\nlast lines of berth's log:\n{}",
             tail(&log, 10)
         )),
@@ -113,26 +257,20 @@ async fn launch(a: LaunchArgs) -> Result<()> {
     }
 }
 
+async fn launch(a: &LaunchArgs, stop: &AtomicBool) -> Result<()> {
+    with_berth("launch", &a.common, |cx| async move {
+        measure_launch(a, &cx.api, &cx.label, stop).await
+    })
+    .await
+}
+
 /// Runs both launchers in turn and prints the table.
-async fn measure(
-    a: &LaunchArgs,
-    berth: &Berth,
-    interrupted: &AtomicBool,
-    docker_ids: &mut Vec<String>,
-) -> Result<()> {
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: format!("{}/api/v1", berth.url),
-        key: berth.key.clone(),
-    };
-    api.wait_for_agent().await?;
+async fn measure_launch(a: &LaunchArgs, api: &Api, label: &str, stop: &AtomicBool) -> Result<()> {
     let (mut berth_ms, mut docker_ms) = (Vec::new(), Vec::new());
     for i in 0..=a.runs {
-        if interrupted.load(Ordering::Relaxed) {
-            bail!("interrupted");
-        }
-        let tb = ms(berth_once(&api, &a.image).await?);
-        let td = ms(docker_once(&a.image, docker_ids).await?);
+        check(stop)?;
+        let tb = ms(berth_once(api, &a.image).await?);
+        let td = ms(docker_once(&a.image, label).await?);
         if i == 0 {
             eprintln!("warm-up: berth {tb:.1} ms, docker {td:.1} ms");
         } else {
@@ -146,7 +284,7 @@ async fn measure(
     println!("| what | median ms | p90 ms | runs |");
     println!("|---|---:|---:|---:|");
     println!("| berth create→running | {bm:.1} | {bp:.1} | {} |", a.runs);
-    println!("| docker run -d | {dm:.1} | {dp:.1} | {} |", a.runs);
+    println!("| docker run -d -P | {dm:.1} | {dp:.1} | {} |", a.runs);
     println!();
     println!(
         "ratio (berth/docker, medians): {:.2}  target ≤ 1.5",
@@ -185,13 +323,17 @@ async fn berth_once(api: &Api, image: &str) -> Result<Duration> {
     Ok(took)
 }
 
-/// One `docker run -d`: the CLI returns once the container has started.
-async fn docker_once(image: &str, ids: &mut Vec<String>) -> Result<Duration> {
+/// One `docker run -d -P` (like berth, it publishes the image's EXPOSE ports): the CLI
+/// returns once the container has started.
+async fn docker_once(image: &str, label: &str) -> Result<Duration> {
     let t0 = Instant::now();
     let run = [
         "run",
         "-d",
+        "-P",
         "--rm",
+        "--label",
+        label,
         "--entrypoint",
         "/bin/sleep",
         image,
@@ -199,12 +341,440 @@ async fn docker_once(image: &str, ids: &mut Vec<String>) -> Result<Duration> {
     ];
     let id = docker(&run).await?;
     let took = t0.elapsed();
-    ids.push(id.clone());
     // `--rm` may race `rm -f` and make it fail; the container goes either way.
     let _ = docker(&["rm", "-f", &id]).await;
     wait_gone(&id).await?;
-    ids.pop();
     Ok(took)
+}
+
+/// The client side of the ssh benchmark: a key pair and the authorized_keys file for the
+/// hand-run sshd.
+struct SshKey {
+    private: PathBuf,
+    public_line: String,
+    authorized_keys: PathBuf,
+}
+
+impl SshKey {
+    fn new(dir: &Path) -> Result<SshKey> {
+        let private = dir.join("id_ed25519");
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "berth-bench", "-f"])
+            .arg(&private)
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run ssh-keygen (openssh-client is needed)")?;
+        if !out.status.success() {
+            bail!(
+                "ssh-keygen: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let public = std::fs::read_to_string(private.with_extension("pub"))
+            .context("ssh-keygen wrote no public key")?;
+        let public_line = public.trim().to_string();
+        let authorized_keys = dir.join("authorized_keys");
+        std::fs::write(&authorized_keys, format!("{public_line}\n"))?;
+        // sshd's StrictModes: not writable by group or others.
+        std::fs::set_permissions(&authorized_keys, std::fs::Permissions::from_mode(0o644))?;
+        Ok(SshKey {
+            private,
+            public_line,
+            authorized_keys,
+        })
+    }
+}
+
+async fn ssh(a: &SshArgs, stop: &AtomicBool) -> Result<()> {
+    with_berth("ssh", &a.common, |cx| async move {
+        let key = SshKey::new(&cx.dir)?;
+        let body = json!({"key": key.public_line});
+        cx.api.send(Method::POST, "/keys", Some(&body)).await?;
+        measure_ssh(a, &cx.api, &key, &cx.label, stop).await
+    })
+    .await
+}
+
+/// Both ways to ssh-ready in turn, then logins to one running container of each; prints
+/// the tables.
+async fn measure_ssh(
+    a: &SshArgs,
+    api: &Api,
+    key: &SshKey,
+    label: &str,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let (mut berth_ms, mut docker_ms) = (Vec::new(), Vec::new());
+    for i in 0..=a.runs {
+        check(stop)?;
+        let b = berth_ssh_once(api, &a.image, key).await?;
+        check(stop)?;
+        let d = docker_ssh_once(&a.image, key, label).await?;
+        let line = format!(
+            "berth {:.1} ms (port known after {:.1} ms, {} ssh tries), \
+             docker {:.1} ms (port known after {:.1} ms, {} ssh tries)",
+            ms(b.ready),
+            ms(b.port_known),
+            b.tries,
+            ms(d.ready),
+            ms(d.port_known),
+            d.tries
+        );
+        if i == 0 {
+            eprintln!("warm-up: {line}");
+        } else {
+            eprintln!("run {i}/{}: {line}", a.runs);
+            berth_ms.push(ms(b.ready));
+            docker_ms.push(ms(d.ready));
+        }
+    }
+
+    // Logins to a running container of each, interleaved.
+    check(stop)?;
+    let running = BerthSsh::create(api, &a.image, key).await?;
+    let result = async {
+        let hand = HandSshd::run(&a.image, key, label).await?;
+        let result = logins(running.port, hand.port, key, stop).await;
+        hand.remove().await?;
+        result
+    }
+    .await;
+    running.remove(api).await?;
+    let (mut berth_login, mut docker_login) = result?;
+
+    let (bm, bp) = stats(&mut berth_ms);
+    let (dm, dp) = stats(&mut docker_ms);
+    println!("| what | median ms | p90 ms | runs |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| berth create→ssh-ready | {bm:.1} | {bp:.1} | {} |",
+        a.runs
+    );
+    println!("| docker run sshd | {dm:.1} | {dp:.1} | {} |", a.runs);
+    println!();
+    println!(
+        "ratio (berth/docker, medians): {:.2}  target ≤ 1.3",
+        bm / dm
+    );
+    println!();
+    let (lbm, lbp) = stats(&mut berth_login);
+    let (ldm, ldp) = stats(&mut docker_login);
+    println!("| `ssh … true` to a running container | median ms | p90 ms | runs |");
+    println!("|---|---:|---:|---:|");
+    println!("| berth instance | {lbm:.1} | {lbp:.1} | {LOGIN_RUNS} |");
+    println!("| docker run sshd | {ldm:.1} | {ldp:.1} | {LOGIN_RUNS} |");
+    println!();
+    println!("ratio (berth/docker, medians): {:.2}", lbm / ldm);
+    Ok(())
+}
+
+/// `LOGIN_RUNS` timed `ssh … true` to each port, alternating, after one untimed each.
+async fn logins(
+    berth_port: u16,
+    docker_port: u16,
+    key: &SshKey,
+    stop: &AtomicBool,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (mut b, mut d) = (Vec::new(), Vec::new());
+    for i in 0..=LOGIN_RUNS {
+        check(stop)?;
+        let tb = ms(login(berth_port, key).await?);
+        let td = ms(login(docker_port, key).await?);
+        if i > 0 {
+            b.push(tb);
+            d.push(td);
+        }
+    }
+    eprintln!("ssh … true: berth {b:.1?} ms; docker {d:.1?} ms");
+    Ok((b, d))
+}
+
+/// One `ssh … true` that must succeed: its time.
+async fn login(port: u16, key: &SshKey) -> Result<Duration> {
+    let t0 = Instant::now();
+    let out = ssh_true(port, key).await?;
+    let took = t0.elapsed();
+    if !out.status.success() {
+        bail!(
+            "ssh … true to port {port} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(took)
+}
+
+/// The one ssh command of the benchmark: `ssh … root@127.0.0.1 true` with the bench key.
+async fn ssh_true(port: u16, key: &SshKey) -> Result<std::process::Output> {
+    let port = port.to_string();
+    tokio::process::Command::new("ssh")
+        .args(["-p", &port, "-i"])
+        .arg(&key.private)
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=5",
+            "root@127.0.0.1",
+            "true",
+        ])
+        .stdin(Stdio::null())
+        .process_group(0) // a terminal's Ctrl-C is the benchmark's alone
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("cannot run ssh (openssh-client is needed)")
+}
+
+/// Tries `ssh … true` every [`SSH_RETRY`] (start to start) until it succeeds; how many
+/// tries it took. Every [`ALIVE_EVERY`] failed tries, `alive` says whether waiting on is
+/// any use (its error ends the wait); gives up [`TIMEOUT`] after `t0`.
+async fn until_ssh<F, Fut>(port: u16, key: &SshKey, t0: Instant, mut alive: F) -> Result<u32>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut tries = 0;
+    loop {
+        let started = tokio::time::Instant::now();
+        tries += 1;
+        let out = ssh_true(port, key).await?;
+        if out.status.success() {
+            return Ok(tries);
+        }
+        let why = || String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if t0.elapsed() > TIMEOUT {
+            bail!(
+                "ssh … true to port {port} still fails after {TIMEOUT:?} ({tries} tries): {}",
+                why()
+            );
+        }
+        if tries % ALIVE_EVERY == 0 {
+            alive()
+                .await
+                .with_context(|| format!("ssh … true to port {port} fails: {}", why()))?;
+        }
+        tokio::time::sleep_until(started + SSH_RETRY).await;
+    }
+}
+
+/// How one launch went to ssh-ready.
+#[derive(Clone, Copy)]
+struct SshReady {
+    /// From the create request (or `docker run`) to the first successful `ssh … true`.
+    ready: Duration,
+    /// From the same start until the host port of internal 22 was known.
+    port_known: Duration,
+    tries: u32,
+}
+
+/// A berth instance in ssh mode, up to its first successful `ssh … true`.
+struct BerthSsh {
+    path: String,
+    container: String,
+    port: u16,
+    ready: SshReady,
+}
+
+impl BerthSsh {
+    /// Creates the instance and waits for ssh. The instance is deleted again if that fails.
+    async fn create(api: &Api, image: &str, key: &SshKey) -> Result<BerthSsh> {
+        let req = json!({"image": image, "mode": "ssh"});
+        let t0 = Instant::now();
+        let created = api.send(Method::POST, "/instances", Some(&req)).await?;
+        let path = format!("/instances/{}", created["id"]);
+        let up = async {
+            // The port is in the instance once its container exists.
+            let (port, container) = loop {
+                let inst = api.send(Method::GET, &path, None).await?;
+                if let Some(port) = ssh_port(&inst) {
+                    let cid = inst["container_id"]
+                        .as_str()
+                        .context("an instance with ports but no container")?;
+                    break (port, cid.to_string());
+                }
+                let state: InstanceState = serde_json::from_value(inst["state"].clone())
+                    .with_context(|| format!("GET {path}: no state in {inst}"))?;
+                match state {
+                    s if s.is_settled() || s == InstanceState::Offline => {
+                        bail!("instance is {s} without a port for 22: {}", inst["reason"])
+                    }
+                    _ if t0.elapsed() > TIMEOUT => {
+                        bail!("instance is still {state} without a port for 22 after {TIMEOUT:?}")
+                    }
+                    _ => tokio::time::sleep(POLL).await,
+                }
+            };
+            let port_known = t0.elapsed();
+            let alive = || async {
+                let inst = api.send(Method::GET, &path, None).await?;
+                let state: InstanceState = serde_json::from_value(inst["state"].clone())
+                    .with_context(|| format!("GET {path}: no state in {inst}"))?;
+                match state {
+                    s if s.is_settled() && s != InstanceState::Running => {
+                        bail!("instance is {s}: {}", inst["reason"])
+                    }
+                    InstanceState::Offline => bail!("instance is offline"),
+                    _ => Ok(()),
+                }
+            };
+            let tries = until_ssh(port, key, t0, alive).await?;
+            Ok(BerthSsh {
+                path: path.clone(),
+                container,
+                port,
+                ready: SshReady {
+                    ready: t0.elapsed(),
+                    port_known,
+                    tries,
+                },
+            })
+        }
+        .await;
+        if up.is_err() {
+            let _ = api.send(Method::DELETE, &path, None).await;
+        }
+        up
+    }
+
+    /// Deletes the instance and waits until its container is gone.
+    async fn remove(self, api: &Api) -> Result<()> {
+        api.send(Method::DELETE, &self.path, None).await?;
+        wait_gone(&self.container).await
+    }
+}
+
+/// The host port of internal TCP port 22 in an instance's JSON, once it has one.
+fn ssh_port(inst: &Value) -> Option<u16> {
+    inst["ports"]
+        .as_array()?
+        .iter()
+        .find(|p| p["internal"] == 22 && p["proto"].as_str().is_none_or(|s| s == "tcp"))?
+        ["external"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+}
+
+/// One berth launch to ssh-ready; then the instance is destroyed and its container
+/// waited out.
+async fn berth_ssh_once(api: &Api, image: &str, key: &SshKey) -> Result<SshReady> {
+    let inst = BerthSsh::create(api, image, key).await?;
+    let ready = inst.ready;
+    inst.remove(api).await?;
+    Ok(ready)
+}
+
+/// `docker run -d` of the image's own sshd with the bench key authorized, published on
+/// 127.0.0.1, up to its first successful `ssh … true`. As root whatever the image's USER,
+/// like berth's init.
+struct HandSshd {
+    id: String,
+    port: u16,
+    ready: SshReady,
+}
+
+impl HandSshd {
+    /// Runs the container and waits for ssh. The container is removed again if that fails.
+    async fn run(image: &str, key: &SshKey, label: &str) -> Result<HandSshd> {
+        let mount = format!(
+            "{}:/root/.ssh/authorized_keys:ro",
+            key.authorized_keys.display()
+        );
+        let t0 = Instant::now();
+        let run = [
+            "run",
+            "-d",
+            "--label",
+            label,
+            "--user",
+            "0",
+            "-p",
+            "127.0.0.1::22",
+            "-v",
+            &mount,
+            "--entrypoint",
+            "/bin/sh",
+            image,
+            "-c",
+            SSHD_SCRIPT,
+        ];
+        let id = docker(&run).await?;
+        let up: Result<(u16, SshReady)> = async {
+            let port = docker_port(&id).await?;
+            let port_known = t0.elapsed();
+            let alive = || async {
+                let running = docker(&["inspect", "-f", "{{.State.Running}}", &id]).await?;
+                if running != "true" {
+                    bail!("the container is no longer running");
+                }
+                Ok(())
+            };
+            let tries = until_ssh(port, key, t0, alive).await?;
+            Ok((
+                port,
+                SshReady {
+                    ready: t0.elapsed(),
+                    port_known,
+                    tries,
+                },
+            ))
+        }
+        .await;
+        match up {
+            Ok((port, ready)) => Ok(HandSshd { id, port, ready }),
+            Err(e) => {
+                let log = container_log(&id).await;
+                let _ = docker(&["rm", "-f", &id]).await;
+                Err(anyhow!("{e:#}\nthe hand-run sshd container's log:\n{log}"))
+            }
+        }
+    }
+
+    /// Removes the container and waits until it is gone.
+    async fn remove(self) -> Result<()> {
+        docker(&["rm", "-f", &self.id]).await?;
+        wait_gone(&self.id).await
+    }
+}
+
+/// The last lines a container wrote (both streams), indented; best effort.
+async fn container_log(id: &str) -> String {
+    let out = tokio::process::Command::new("docker")
+        .args(["logs", "--tail", "10", id])
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true)
+        .output()
+        .await;
+    match out {
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stdout) + String::from_utf8_lossy(&o.stderr);
+            text.lines().map(|l| format!("  {l}\n")).collect()
+        }
+        Err(e) => format!("  (cannot run docker logs: {e})\n"),
+    }
+}
+
+/// The host port Docker published for the container's 22/tcp.
+async fn docker_port(id: &str) -> Result<u16> {
+    let out = docker(&["port", id, "22/tcp"]).await?;
+    out.lines()
+        .find_map(|l| l.trim().rsplit_once(':')?.1.parse().ok())
+        .with_context(|| format!("`docker port {id} 22/tcp` said {out:?}"))
+}
+
+/// One hand-run sshd to ssh-ready; the container is then removed (not timed).
+async fn docker_ssh_once(image: &str, key: &SshKey, label: &str) -> Result<SshReady> {
+    let hand = HandSshd::run(image, key, label).await?;
+    let ready = hand.ready;
+    hand.remove().await?;
+    Ok(ready)
 }
 
 /// Waits until no container has this id.
@@ -229,6 +799,7 @@ async fn docker(args: &[&str]) -> Result<String> {
         .args(args)
         .stdin(Stdio::null())
         .process_group(0) // a terminal's Ctrl-C is the benchmark's alone
+        .kill_on_drop(true)
         .output()
         .await
         .context("cannot run docker")?;
@@ -271,6 +842,14 @@ struct Api {
 }
 
 impl Api {
+    fn new(berth: &Berth) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            base: format!("{}/api/v1", berth.url),
+            key: berth.key.clone(),
+        }
+    }
+
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let url = format!("{}{path}", self.base);
         self.http.request(method, url).bearer_auth(&self.key)
@@ -398,11 +977,25 @@ impl Drop for Berth {
 struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new() -> Result<TempDir> {
-        let dir = std::env::temp_dir().join(format!("berth-bench-{}", std::process::id()));
+    /// `berth-bench-PID-NAME`, new and empty (a leftover of an earlier process with the
+    /// same pid is removed first).
+    fn new(name: &str) -> Result<TempDir> {
+        let dir = std::env::temp_dir().join(format!("berth-bench-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(TempDir(dir))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn name(&self) -> String {
+        self.0
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 }
 
