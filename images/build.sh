@@ -13,7 +13,8 @@
 #
 # Images: busybox, debian, ssh (debian + openssh-server, no host keys), ssh-hostile
 # (ssh with an sshd config and root password berth must ignore), ssh-user (ssh with
-# USER app, WORKDIR /home/app and an ENTRYPOINT that must never run in ssh mode).
+# USER app, WORKDIR /home/app and an ENTRYPOINT that must never run in ssh mode),
+# jupyter (ssh + Debian's classic Notebook and a pip-installed JupyterLab in /opt/jlab).
 #
 # Adding an image: write build_<name> TAG and verify_<name> TAG ('-' in <name> becomes
 # '_' in the function names), add <name> to REV, and append <name> to IMAGES (after
@@ -26,7 +27,7 @@ BERTH_LOG_TAG=images
 # shellcheck source=images/lib.sh
 . "$HERE/lib.sh"
 
-IMAGES=(busybox debian ssh ssh-hostile ssh-user)
+IMAGES=(busybox debian ssh ssh-hostile ssh-user jupyter)
 # Recipe revisions, stored in the image label $REV_LABEL. Bump after changing a recipe.
 declare -A REV=(
     [busybox]=1
@@ -34,6 +35,7 @@ declare -A REV=(
     [ssh]=1
     [ssh-hostile]=1
     [ssh-user]=1
+    [jupyter]=1
 )
 REV_LABEL=org.berth.test-image.rev
 # Images built from another test image. A derived image records the id of the base
@@ -42,9 +44,13 @@ declare -A BASE=(
     [ssh]=debian
     [ssh-hostile]=ssh
     [ssh-user]=ssh
+    [jupyter]=ssh
 )
 BASE_LABEL=org.berth.test-image.base
 PATH_ENV='PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+# What berth-test/jupyter pip-installs into its JupyterLab venv (Debian has no
+# JupyterLab package). Bump REV[jupyter] after changing it.
+JUPYTERLAB_PIP=(jupyterlab==4.6.6 ipykernel==7.4.0)
 
 # ---------------------------------------------------------------------------
 # Temp dirs and chroot mounts, always cleaned up
@@ -424,6 +430,159 @@ verify_ssh_user() { # TAG
     out=$(docker run --rm --label berth-test=images-build --network none --entrypoint /bin/sh "$tag" -c 'id app; id -u; pwd')
     [[ $out == $'uid=1000(app) gid=1000(app) groups=1000(app)\n1000\n/home/app' ]] ||
         { berth_log "unexpected output as app: $out"; return 1; }
+}
+
+# ---------------------------------------------------------------------------
+# berth-test/jupyter: berth-test/ssh + Debian's classic Notebook 6 (python3-notebook
+# with its python3-ipykernel, and jupyter-notebook for /usr/bin/jupyter-notebook;
+# kernel /usr/bin/python3) and
+# JupyterLab, which Debian does not package: pip-installed with its own ipykernel
+# into the isolated venv /opt/jlab (so Debian's Notebook stack stays untouched),
+# linked as /usr/local/bin/jupyter-lab. No Jupyter is started by the image: berth's
+# init starts it. Both serve TLS with --certfile/--keyfile and read JUPYTER_TOKEN.
+
+# Run pip inside ROOT with a clean environment: the host's PyPI settings that make
+# sense inside the chroot (proxies, index URLs) pass through, its CA bundle is copied
+# in (PIP_CERT, else Debian's bundle), no pip config or cache. Needs ROOT's
+# /etc/resolv.conf filled in (clean_debian_root empties it again).
+root_pip() { # ROOT PIP_ARGS...
+    local root=$1 v ca=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
+    shift
+    local env=("$PATH_ENV" HOME=/root LANG=C.UTF-8 PIP_CONFIG_FILE=/dev/null
+        PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+        PIP_DEFAULT_TIMEOUT="${PIP_DEFAULT_TIMEOUT:-60}")
+    for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY \
+        PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_TRUSTED_HOST; do
+        [[ -z ${!v:-} ]] || env+=("$v=${!v}")
+    done
+    if [[ -f $ca ]]; then
+        cp "$ca" "$root/tmp/berth-pip-ca.crt"
+        env+=(PIP_CERT=/tmp/berth-pip-ca.crt)
+    fi
+    chroot "$root" env -i "${env[@]}" "$@" >&2
+}
+
+build_jupyter() { # TAG
+    local tag=$1 root venv=/opt/jlab
+    new_workdir
+    root=$WORK/root
+    mkdir "$root"
+    rootfs_from_image berth-test/ssh:latest "$root"
+    root_apt_install "$root" jupyter-notebook python3-notebook python3-venv
+    berth_log "pip install ${JUPYTERLAB_PIP[*]} into $venv"
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    root_pip "$root" python3 -m venv "$venv"
+    root_pip "$root" "$venv/bin/pip" install -q "${JUPYTERLAB_PIP[@]}"
+    # pip and setuptools are not needed at run time.
+    root_pip "$root" "$venv/bin/pip" uninstall -q -y pip setuptools
+    ln -s "$venv/bin/jupyter-lab" "$root/usr/local/bin/jupyter-lab"
+    clean_debian_root "$root"
+    rm -rf "$root/root/.cache"
+    find "$root/run" -mindepth 1 -maxdepth 1 ! -name lock ! -name mount -exec rm -rf {} +
+    import_root "$root" "$tag" jupyter \
+        "ENV $PATH_ENV" \
+        'CMD ["/bin/bash"]'
+}
+
+# Start `CMD` (jupyter-notebook or jupyter-lab) from TAG over TLS with the
+# self-signed certificate in CERTS, as berth's init would, and check it through the
+# published port: /api answers, the token is required for /api/kernels, a kernel
+# started over REST runs under KERNEL_PYTHON (its state stays "starting" until a
+# client connects to its channels, so that is not waited for). Logs the version.
+verify_jupyter_server() { # TAG CMD CERTS KERNEL_PYTHON
+    local tag=$1 cmd=$2 certs=$3 kpy=$4 cid rc=0
+    cid=$(docker run -d --label berth-test=images-build -p 127.0.0.1::8080 \
+        -e JUPYTER_TOKEN=x -v "$certs:/certs:ro" "$tag" \
+        "$cmd" --certfile=/certs/cert.pem --keyfile=/certs/key.pem \
+        --ip=0.0.0.0 --port=8080 --no-browser --allow-root --notebook-dir=/) || return 1
+    CONTAINERS+=("$cid")
+    verify_jupyter_server_in "$cid" "$cmd" "$kpy" || rc=$?
+    if ((rc)); then docker logs --tail 30 "$cid" >&2 || true; fi
+    docker rm -f "$cid" >/dev/null
+    unset 'CONTAINERS[${#CONTAINERS[@]}-1]'
+    return "$rc"
+}
+
+verify_jupyter_server_in() { # CID CMD KERNEL_PYTHON
+    local cid=$1 cmd=$2 kpy=$3 hp url body code ver="" kid i out
+    hp=$(docker port "$cid" 8080/tcp | head -n1)
+    [[ -n $hp ]] || { berth_log "$cmd: port 8080 not published"; return 1; }
+    url=https://$hp
+    for ((i = 0; i < 120; i++)); do
+        body=$(curl -sk --max-time 2 "$url/api" 2>/dev/null) || true
+        if [[ $body =~ \"version\":\ *\"([^\"]+)\" ]]; then ver=${BASH_REMATCH[1]}; break; fi
+        [[ $(docker inspect -f '{{.State.Running}}' "$cid") == true ]] ||
+            { berth_log "$cmd exited before serving"; return 1; }
+        sleep 0.5
+    done
+    [[ -n $ver ]] || { berth_log "$cmd: no JSON version from $url/api within 60s"; return 1; }
+    code=$(curl -sk -o /dev/null -w '%{http_code}' "$url/api/kernels?token=x")
+    [[ $code == 200 ]] || { berth_log "$cmd: /api/kernels with token: HTTP $code, want 200"; return 1; }
+    code=$(curl -sk -o /dev/null -w '%{http_code}' "$url/api/kernels")
+    [[ $code == 403 ]] || { berth_log "$cmd: /api/kernels without token: HTTP $code, want 403"; return 1; }
+    code=$(curl -sk -o /dev/null -w '%{http_code}' "$url/api/kernels?token=wrong")
+    [[ $code == 403 ]] || { berth_log "$cmd: /api/kernels with a wrong token: HTTP $code, want 403"; return 1; }
+    if [[ $cmd == jupyter-lab ]]; then
+        code=$(curl -sk -o /dev/null -w '%{http_code}' "$url/lab?token=x")
+        [[ $code == 200 ]] || { berth_log "$cmd: /lab?token=x: HTTP $code, want 200"; return 1; }
+    else
+        code=$(curl -sk -o /dev/null -w '%{http_code}' "$url/tree?token=x")
+        [[ $code == 200 ]] || { berth_log "$cmd: /tree?token=x: HTTP $code, want 200"; return 1; }
+    fi
+    # A kernel started through the REST API comes up under the expected Python.
+    body=$(curl -sk -X POST -H 'Content-Type: application/json' -d '{"name":"python3"}' \
+        "$url/api/kernels?token=x")
+    [[ $body =~ \"id\":\ *\"([0-9a-f-]+)\" ]] || { berth_log "$cmd: kernel start failed: $body"; return 1; }
+    kid=${BASH_REMATCH[1]}
+    for ((i = 0; i < 60; i++)); do
+        out=$(docker exec "$cid" ps -eo args | grep -m1 'ipykernel_launcher' | cut -d' ' -f1) || true
+        [[ -z $out ]] || break
+        sleep 0.5
+    done
+    [[ $out == "$kpy" ]] || { berth_log "$cmd: kernel runs under '$out', want $kpy"; return 1; }
+    code=$(curl -sk -o /dev/null -w '%{http_code}' -X DELETE "$url/api/kernels/$kid?token=x")
+    [[ $code == 204 ]] || { berth_log "$cmd: kernel delete: HTTP $code, want 204"; return 1; }
+    berth_log "$cmd serves TLS: /api version $ver, kernel python3 runs under $kpy"
+}
+
+verify_jupyter() { # TAG
+    local tag=$1 out certs
+    berth_need_pkgs openssl curl
+    verify_ssh_common "$tag" null || return 1
+    # Each Python has its ipykernel and evaluates 1+1 in a kernel of its own.
+    out=$(docker run --rm --label berth-test=images-build --network none "$tag" /bin/sh -c '
+        set -e
+        for py in /usr/bin/python3 /opt/jlab/bin/python3; do
+            "$py" -c "
+from jupyter_client.manager import start_new_kernel
+km, kc = start_new_kernel(kernel_name=\"python3\")
+try:
+    r = kc.execute(\"1+1\")
+    while True:
+        m = kc.get_iopub_msg(timeout=30)
+        if m[\"parent_header\"].get(\"msg_id\") == r and m[\"msg_type\"] == \"execute_result\":
+            assert m[\"content\"][\"data\"][\"text/plain\"] == \"2\", m
+            break
+finally:
+    kc.stop_channels(); km.shutdown_kernel(now=True)
+del kc, km
+"
+        done
+        echo "notebook $(jupyter-notebook --version) lab $(jupyter-lab --version)"
+    ' 2>&1) || { berth_log "jupyter kernel check failed: $out"; return 1; }
+    out=${out##*$'\n'} # the versions line; the rest is the kernels' stderr chatter
+    [[ $out =~ ^notebook\ 6\.[0-9.]+\ lab\ 4\.[0-9.]+$ ]] || { berth_log "unexpected versions: $out"; return 1; }
+    berth_log "$tag: $out"
+    new_workdir
+    certs=$WORK
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+        -keyout "$certs/key.pem" -out "$certs/cert.pem" 2>/dev/null ||
+        { berth_log "openssl could not make a test certificate"; return 1; }
+    chmod 755 "$certs"
+    chmod 644 "$certs/cert.pem" "$certs/key.pem"
+    verify_jupyter_server "$tag" jupyter-notebook "$certs" /usr/bin/python3 || return 1
+    verify_jupyter_server "$tag" jupyter-lab "$certs" /opt/jlab/bin/python3 || return 1
 }
 
 # ---------------------------------------------------------------------------

@@ -89,7 +89,13 @@ async fn session(shared: &Arc<Shared>) -> Result<(), String> {
         .map_err(|_| "no welcome from the server".to_string())?;
     let deployment = match welcome {
         Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMessage>(&t) {
-            Ok(ServerMessage::Welcome { deployment }) => deployment,
+            Ok(ServerMessage::Welcome {
+                deployment,
+                ca_cert_pem,
+            }) => {
+                *shared.ca_pem.lock().unwrap_or_else(|p| p.into_inner()) = ca_cert_pem;
+                deployment
+            }
             Ok(ServerMessage::Refused { reason }) => {
                 return Err(format!("the server refused this agent: {reason}"))
             }

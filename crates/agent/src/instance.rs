@@ -181,9 +181,10 @@ async fn converge(
 
     let ssh_mode = d.spec.mode != LaunchMode::Entrypoint;
     if ssh_mode {
-        // A key added while the instance runs works at the next login, no restart.
-        if let Err(e) = ssh::sync_keys(&shared.state_dir(id), &d.ssh_keys) {
-            tracing::warn!(error = %e, "cannot update the authorized keys");
+        // Keys added while the instance runs work at the next login, no restart; a renewed
+        // certificate or a new public IP is used from the next start.
+        if let Err(e) = ssh::prepare(&shared.state_dir(id), d, &shared.config.public_ip) {
+            tracing::warn!(error = %e, "cannot update the instance's state directory");
         }
     }
 
@@ -214,15 +215,9 @@ async fn converge(
             }
             if info.running {
                 // ssh and jupyter: "running" only once sshd really greets.
-                let ssh_port = info
-                    .ports
-                    .iter()
-                    .find(|m| m.internal == berth_launch::SSH_PORT && m.proto == PortProto::Tcp);
-                if let (true, Some(m)) = (ssh_mode, ssh_port) {
-                    if !ssh::answers(m.external).await {
-                        shared.record(actual(shared, id, d, Phase::Connecting, Some(&info)));
-                        return CONNECTING_RECHECK;
-                    }
+                if ssh_mode && !services_answer(shared, d, &info).await {
+                    shared.record(actual(shared, id, d, Phase::Connecting, Some(&info)));
+                    return CONNECTING_RECHECK;
                 }
                 shared.record(actual(shared, id, d, Phase::Running, Some(&info)));
             } else if let (true, Err(reason)) = (
@@ -260,6 +255,33 @@ async fn converge(
         }
     }
     IDLE_RECHECK
+}
+
+/// ssh and jupyter: do the mode's services really answer on their mapped ports? sshd must
+/// greet; Jupyter must answer `/api` over TLS with the instance's certificate.
+async fn services_answer(shared: &Shared, d: &DesiredInstance, info: &ContainerInfo) -> bool {
+    let mapped = |port: u16| {
+        info.ports
+            .iter()
+            .find(|m| m.internal == port && m.proto == PortProto::Tcp)
+            .map(|m| m.external)
+    };
+    if let Some(p) = mapped(berth_launch::SSH_PORT) {
+        if !ssh::answers(p).await {
+            return false;
+        }
+    }
+    if d.spec.mode == LaunchMode::Jupyter {
+        if let Some(p) = mapped(ssh::JUPYTER_PORT) {
+            return crate::jupyter::answers(
+                p,
+                shared.ca_pem().as_deref(),
+                &shared.config.public_ip,
+            )
+            .await;
+        }
+    }
+    true
 }
 
 /// The instance's container, by the remembered id or by its labels.
@@ -375,15 +397,11 @@ async fn create(
         .map_err(|e| e.to_string())?;
     let host = shared.host_context();
     if d.spec.mode != LaunchMode::Entrypoint {
-        ssh::prepare(
-            &shared.state_dir(id),
-            d.spec.mode,
-            d.spec.onstart.as_deref(),
-            &d.ssh_keys,
-        )
-        .map_err(|e| format!("cannot prepare the instance's state directory: {e}"))?;
+        ssh::prepare(&shared.state_dir(id), d, &shared.config.public_ip)
+            .map_err(|e| format!("cannot prepare the instance's state directory: {e}"))?;
     }
-    let plan = berth_launch::plan(id, &d.spec, &cfg, &host, &mappings, &gpu_ids)
+    let token = d.jupyter.as_ref().map(|j| j.token.as_str());
+    let plan = berth_launch::plan(id, &d.spec, &cfg, &host, &mappings, &gpu_ids, token)
         .map_err(|e| e.to_string())?;
     let cid = engine
         .create(&plan)

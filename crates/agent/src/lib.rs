@@ -7,6 +7,7 @@ mod conn;
 mod engine;
 mod gpu;
 mod instance;
+mod jupyter;
 mod logs;
 mod ports;
 mod ssh;
@@ -34,6 +35,8 @@ pub struct AgentConfig {
     pub port_range: Option<PortRange>,
     /// Where the agent keeps berth's init binary and the instances' state directories.
     pub data_dir: std::path::PathBuf,
+    /// DNS names users reach this host by (named in jupyter certificates with the IP).
+    pub dns_names: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +111,20 @@ impl AgentConfig {
                 self.name
             )));
         }
+        for n in &self.dns_names {
+            let ok = !n.is_empty()
+                && n.len() <= 253
+                && n.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if !ok {
+                return Err(AgentError::Config(format!(
+                    "--public-dns {n:?} is not a DNS name"
+                )));
+            }
+        }
         if !(self.server_url.starts_with("http://") || self.server_url.starts_with("https://")) {
             return Err(AgentError::Config(format!(
                 "server URL {:?} must start with http:// or https://",
@@ -126,6 +143,8 @@ pub(crate) struct Shared {
     facts: HostFacts,
     gpus: Vec<Gpu>,
     deployment: OnceLock<String>,
+    /// The deployment's CA certificate, from the server's welcome.
+    ca_pem: Mutex<Option<String>>,
     actual: Mutex<BTreeMap<i64, ActualInstance>>,
     /// Signalled when `actual` changes.
     changed: Notify,
@@ -143,6 +162,13 @@ struct Worker {
 impl Shared {
     fn deployment(&self) -> &str {
         self.deployment.get().map(String::as_str).unwrap_or("")
+    }
+
+    fn ca_pem(&self) -> Option<String> {
+        self.ca_pem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn host_context(&self) -> berth_launch::HostContext {
@@ -284,6 +310,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         public_ip: config.public_ip.clone(),
         port_range: config.port_range.clone(),
         gpus: gpus.clone(),
+        dns_names: config.dns_names.clone(),
         docker_version,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
     };
@@ -296,6 +323,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         facts,
         gpus,
         deployment: OnceLock::new(),
+        ca_pem: Mutex::new(None),
         actual: Mutex::new(BTreeMap::new()),
         changed: Notify::new(),
         workers: Mutex::new(HashMap::new()),

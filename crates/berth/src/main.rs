@@ -51,6 +51,9 @@ struct UpArgs {
     /// This host's name [default: the machine's host name]
     #[arg(long)]
     name: Option<String>,
+    /// DNS names this machine is reached by (named in jupyter certificates), repeatable.
+    #[arg(long = "public-dns", value_name = "NAME", default_value = "localhost")]
+    public_dns: Vec<String>,
 }
 
 #[derive(Args)]
@@ -83,6 +86,9 @@ struct AgentArgs {
     /// Open host ports for instances, e.g. 40000-40999; without it the host has none.
     #[arg(long)]
     ports: Option<PortRange>,
+    /// DNS names this host is reached by (named in jupyter certificates), repeatable.
+    #[arg(long = "public-dns", value_name = "NAME")]
+    public_dns: Vec<String>,
     /// Where the agent keeps instance state (SSH host keys, onstart logs) [default: $XDG_DATA_HOME/berth-agent]
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -90,6 +96,8 @@ struct AgentArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS crypto provider for rustls, reqwest and rcgen alike (DESIGN.md §4).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let quiet = matches!(cli.cmd, Cmd::Client(_));
     init_tracing(quiet);
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -200,6 +208,7 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
         public_ip: a.public_ip,
         port_range: Some(a.ports),
         data_dir: data_dir.join("agent"),
+        dns_names: a.public_dns,
     };
     let mut agent = tokio::spawn(berth_agent::run(agent_config, shutdown.clone()));
     // `berth create` must work as soon as this prints: wait for the agent to be connected.
@@ -269,6 +278,7 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         name: a.name.unwrap_or_else(host_name),
         public_ip: a.public_ip,
         port_range: a.ports,
+        dns_names: a.public_dns,
         data_dir: match a.data_dir {
             Some(d) => d,
             None => dirs::data_dir().map(|d| d.join("berth-agent")).context(

@@ -96,6 +96,15 @@ pub enum Command {
     },
     /// Open an SSH session to an instance (or run a command there) with the system `ssh`
     Ssh(SshArgs),
+    /// Print a jupyter instance's direct HTTPS link with its token
+    Jupyter {
+        /// The instance
+        #[arg(value_parser = id_parser())]
+        id: i64,
+        /// Open it in the default browser too
+        #[arg(long)]
+        open: bool,
+    },
     /// Print an instance's direct SSH URL: ssh://root@IP:PORT
     SshUrl {
         /// The instance
@@ -111,6 +120,16 @@ pub enum Command {
         /// Add this IdentityFile (private key) to every entry
         #[arg(short = 'i', value_name = "IDENTITY")]
         identity: Option<PathBuf>,
+    },
+    /// Download the deployment's CA certificate, to install as a trusted root so jupyter
+    /// instances' HTTPS is trusted (needs the server URL only, no API key)
+    Cert {
+        /// Write it to FILE instead of printing it
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// DER (binary) instead of PEM; to stdout only when that is not a terminal
+        #[arg(long)]
+        der: bool,
     },
 }
 
@@ -236,6 +255,12 @@ pub struct CreateArgs {
     /// ssh/jupyter: place the instance only on a host with open ports, for direct SSH
     #[arg(long)]
     pub direct: bool,
+    /// jupyter: JupyterLab instead of the classic Notebook
+    #[arg(long, requires = "jupyter")]
+    pub jupyter_lab: bool,
+    /// jupyter: the directory Jupyter serves (default /)
+    #[arg(long, value_name = "DIR", requires = "jupyter")]
+    pub jupyter_dir: Option<String>,
     /// Wait until the instance is running (or has exited or failed)
     #[arg(long)]
     pub wait: bool,
@@ -284,6 +309,8 @@ impl CreateArgs {
             gpus: self.gpus,
             onstart,
             direct: self.direct,
+            jupyter_lab: self.jupyter_lab,
+            jupyter_dir: self.jupyter_dir.clone(),
         }
     }
 }

@@ -74,6 +74,18 @@ impl Client {
         &self.base
     }
 
+    /// The deployment's CA certificate (PEM, or DER with `der`). Needs no API key.
+    pub async fn ca_cert(&self, der: bool) -> Result<Vec<u8>> {
+        let format = if der { "der" } else { "pem" };
+        let req = self
+            .http
+            .get(format!("{}/api/v1/ca.crt?format={format}", self.base))
+            .timeout(REQUEST_TIMEOUT);
+        let resp = self.send(req).await?;
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        Ok(bytes.to_vec())
+    }
+
     pub async fn me(&self) -> Result<Me> {
         self.json(self.request(Method::GET, "/me")).await
     }

@@ -19,9 +19,13 @@ pub async fn run(cmd: Command) -> Result<ExitCode> {
         login(url, api_key).await?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Cert { out, der } = &cmd {
+        crate::cert::run(&config::load_url()?, out.as_deref(), *der).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let client = Client::from_config(&config::load()?)?;
     match cmd {
-        Command::Login { .. } => unreachable!("handled above"),
+        Command::Login { .. } | Command::Cert { .. } => unreachable!("handled above"),
         Command::Create(args) => create(&client, &args).await?,
         Command::Ls { json } => {
             let list = client.instances().await?;
@@ -73,6 +77,7 @@ pub async fn run(cmd: Command) -> Result<ExitCode> {
         Command::Keys(cmd) => keys(&client, cmd).await?,
         Command::AttachKey { id, file } => attach_key(&client, id, &file).await?,
         Command::Ssh(args) => ssh_session(&client, &args).await?,
+        Command::Jupyter { id, open } => jupyter(&client, id, open).await?,
         Command::SshUrl { id } => {
             let i = client.instance(id).await?;
             print(&format!("{}\n", ssh::Endpoint::of(&i)?.url()))?
@@ -285,4 +290,35 @@ fn exec(program: &str, argv: &[String]) -> Result<()> {
         );
     }
     bail!("cannot run {program}: {e}")
+}
+
+/// `berth jupyter ID [--open]`: the direct HTTPS link with the token.
+async fn jupyter(client: &Client, id: i64, open: bool) -> Result<()> {
+    let i = client.instance(id).await?;
+    if i.mode != berth_core::LaunchMode::Jupyter {
+        anyhow::bail!("instance {id} runs in {} mode: it has no Jupyter", i.mode);
+    }
+    let url = i.jupyter_url.ok_or_else(|| {
+        anyhow::anyhow!(
+            "instance {id} has no direct Jupyter port yet (state: {})",
+            i.state
+        )
+    })?;
+    print(&format!("{url}\n"))?;
+    if open {
+        let opener = if cfg!(target_os = "macos") {
+            "open"
+        } else {
+            "xdg-open"
+        };
+        let status = std::process::Command::new(opener)
+            .arg(&url)
+            .status()
+            .map_err(|e| anyhow::anyhow!("cannot run {opener} to open a browser: {e}"))?;
+        if !status.success() {
+            anyhow::bail!("{opener} could not open a browser ({status})");
+        }
+        eprintln!("(Jupyter's certificate is from berth's CA: install it once with `berth cert`, see the README)");
+    }
+    Ok(())
 }

@@ -69,6 +69,27 @@ pub fn load_from(
     }
 }
 
+/// Only the server URL (`BERTH_URL`, else the config file's), for what needs no API key.
+pub fn load_url() -> Result<String> {
+    load_url_from(&path()?, env_var(ENV_URL))
+}
+
+/// [`load_url`] with the override given.
+pub fn load_url_from(path: &Path, url_override: Option<String>) -> Result<String> {
+    if let Some(url) = url_override {
+        return Ok(url);
+    }
+    match fs::read(path) {
+        Ok(bytes) => Ok(serde_json::from_slice::<Config>(&bytes)
+            .with_context(|| format!("reading {}", path.display()))?
+            .url),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "no berth URL: set BERTH_URL=http://HOST:PORT (or run `berth login --url URL --api-key KEY`)"
+        ),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 /// Writes the config file (mode 0600, atomically); returns its path.
 pub fn save(url: &str, api_key: &str) -> Result<PathBuf> {
     let path = path()?;
@@ -182,6 +203,25 @@ mod tests {
         assert_eq!(
             (c.url.as_str(), c.api_key.expose()),
             ("http://file", "envkey")
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_url_alone_needs_no_key() {
+        let dir = temp_dir("url-only");
+        let p = dir.join("config.json");
+        let missing = load_url_from(&p, None).unwrap_err().to_string();
+        assert!(missing.contains("set BERTH_URL"), "{missing}");
+        assert_eq!(
+            load_url_from(&p, Some("http://env".into())).unwrap(),
+            "http://env"
+        );
+        save_to(&p, "http://file", "filekey").unwrap();
+        assert_eq!(load_url_from(&p, None).unwrap(), "http://file");
+        assert_eq!(
+            load_url_from(&p, Some("http://env".into())).unwrap(),
+            "http://env"
         );
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,17 +1,18 @@
 //! berth's client commands: `login`, `create`, `ls`, `show`, `logs`, `stop`, `start`,
 //! `reboot`, `destroy`, `hosts`, `users`, `keys`, `attach-key`, `ssh`, `ssh-url`, `scp`,
-//! `ssh-config`. The `berth` binary flattens [`Command`] next to
+//! `ssh-config`, `cert`. The `berth` binary flattens [`Command`] next to
 //! its own subcommands and calls [`run`]; errors are one line when printed with `{:#}`.
 //!
 //! - [`config`]: where the server URL and API key are kept (and their env overrides);
 //! - [`client`]: a typed client of the REST API;
 //! - [`output`]: tables and detail lines;
 //! - [`ssh`]: the system `ssh`/`scp` argv, `ssh-config` entries and berth's known_hosts;
-//! - `args`, `commands`, `input`, `wait`: the clap definitions, what each command does,
-//!   FILE-or-stdin arguments, and `create --wait`.
+//! - `args`, `commands`, `input`, `wait`, `cert`: the clap definitions, what each command
+//!   does, FILE-or-stdin arguments, `create --wait`, and downloading the CA certificate.
 #![forbid(unsafe_code)]
 
 mod args;
+mod cert;
 pub mod client;
 mod commands;
 pub mod config;

@@ -209,6 +209,9 @@ pub fn instance_details(i: &Instance, now: i64) -> String {
         };
         lines.push(("onstart", vec![onstart]));
         lines.push(("direct", vec![yes_no(i.direct)]));
+        if let Some(url) = &i.jupyter_url {
+            lines.push(("jupyter", vec![url.clone()]));
+        }
     }
     lines.push((
         "container id",
@@ -413,6 +416,10 @@ mod tests {
             onstart: None,
             direct: false,
             ssh_host_keys: vec![],
+            jupyter_lab: false,
+            jupyter_dir: None,
+            jupyter_token: None,
+            jupyter_url: None,
             container_id: Some("abc123".into()),
             created_at: "2023-11-14T22:08:20Z".into(),
             started_at: None,

@@ -34,6 +34,12 @@ pub struct CreateInstance {
     /// ssh/jupyter: demand a direct connection (a host with open ports).
     #[serde(default)]
     pub direct: bool,
+    /// jupyter: JupyterLab instead of the classic Notebook.
+    #[serde(default)]
+    pub jupyter_lab: bool,
+    /// jupyter: root directory (default `/`).
+    #[serde(default)]
+    pub jupyter_dir: Option<String>,
 }
 
 /// An instance as the API shows it.
@@ -62,6 +68,12 @@ pub struct Instance {
     pub direct: bool,
     /// ssh/jupyter: the instance's SSH host public keys (known_hosts material).
     pub ssh_host_keys: Vec<String>,
+    pub jupyter_lab: bool,
+    pub jupyter_dir: Option<String>,
+    /// jupyter: the token (shown to the instance's owner only).
+    pub jupyter_token: Option<String>,
+    /// jupyter: the direct HTTPS link with the token, once the port is mapped.
+    pub jupyter_url: Option<String>,
     pub container_id: Option<String>,
     /// RFC 3339.
     pub created_at: String,

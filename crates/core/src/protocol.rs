@@ -81,6 +81,9 @@ pub struct HostFacts {
     /// Open host ports; `None` for a host with no open ports (behind NAT).
     pub port_range: Option<PortRange>,
     pub gpus: Vec<Gpu>,
+    /// DNS names users reach the host by (named in jupyter certificates).
+    #[serde(default)]
+    pub dns_names: Vec<String>,
     pub docker_version: String,
     pub agent_version: String,
 }
@@ -105,6 +108,23 @@ pub struct DesiredInstance {
     /// ssh/jupyter: the authorized_keys lines (the owner's account keys and the instance's).
     #[serde(default)]
     pub ssh_keys: Vec<String>,
+    /// jupyter: token and TLS certificate.
+    #[serde(default)]
+    pub jupyter: Option<JupyterMaterial>,
+}
+
+/// What a jupyter instance needs from the server.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JupyterMaterial {
+    pub token: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for JupyterMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JupyterMaterial(***)")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,9 +197,12 @@ pub enum AgentMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
-    /// First answer to Hello: the deployment this agent serves (used in container labels).
+    /// First answer to Hello: the deployment this agent serves (used in container labels)
+    /// and its certificate authority (to check the instances' TLS services).
     Welcome {
         deployment: String,
+        #[serde(default)]
+        ca_cert_pem: Option<String>,
     },
     Desired {
         instances: Vec<DesiredInstance>,

@@ -78,6 +78,42 @@ pub struct InstanceSpec {
     /// connections are made wherever the host has open ports in any case.
     #[serde(default)]
     pub direct: bool,
+    /// jupyter: JupyterLab instead of the classic Notebook.
+    #[serde(default)]
+    pub jupyter_lab: bool,
+    /// jupyter: the root directory Jupyter serves (default `/`).
+    #[serde(default)]
+    pub jupyter_dir: Option<String>,
+}
+
+/// Secrets berth makes for an instance (never part of what the user asked for).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct InstanceSecrets {
+    /// jupyter: the token Jupyter requires.
+    #[serde(default)]
+    pub jupyter_token: Option<String>,
+    /// jupyter: the instance's TLS certificate from the deployment's CA.
+    #[serde(default)]
+    pub tls: Option<TlsMaterial>,
+}
+
+/// A leaf certificate and its key, with what it was issued for.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsMaterial {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The SANs it names: IP addresses and DNS names, as text.
+    pub names: Vec<String>,
+    pub not_after_unix: i64,
+}
+
+impl fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsMaterial")
+            .field("names", &self.names)
+            .field("not_after_unix", &self.not_after_unix)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A request field that is wrong, and why.
@@ -255,6 +291,32 @@ impl InstanceSpec {
                 "--direct applies to the ssh and jupyter launch modes",
             ));
         }
+        let jupyter_dir = match (&req.jupyter_dir, req.mode) {
+            (Some(_), m) if m != LaunchMode::Jupyter => {
+                return Err(FieldError::new(
+                    "jupyter_dir",
+                    "--jupyter-dir applies to the jupyter launch mode",
+                ))
+            }
+            (Some(d), _)
+                if !d.starts_with('/')
+                    || d.contains('\0')
+                    || d.len() > 4096
+                    || d.contains('\n') =>
+            {
+                return Err(FieldError::new(
+                    "jupyter_dir",
+                    format!("{d:?} is not an absolute path"),
+                ))
+            }
+            (d, _) => d.clone(),
+        };
+        if req.jupyter_lab && req.mode != LaunchMode::Jupyter {
+            return Err(FieldError::new(
+                "jupyter_lab",
+                "--jupyter-lab applies to the jupyter launch mode",
+            ));
+        }
         if req.gpus > MAX_GPUS {
             return Err(FieldError::new(
                 "gpus",
@@ -273,6 +335,8 @@ impl InstanceSpec {
             gpus: req.gpus,
             onstart,
             direct: req.direct,
+            jupyter_lab: req.jupyter_lab,
+            jupyter_dir,
         })
     }
 }
@@ -367,6 +431,14 @@ mod tests {
         let mut r = req("x");
         r.direct = true;
         check(r, "direct");
+        let mut r = req("x");
+        r.mode = LaunchMode::Ssh;
+        r.jupyter_lab = true;
+        check(r, "jupyter_lab");
+        let mut r = req("x");
+        r.mode = LaunchMode::Jupyter;
+        r.jupyter_dir = Some("relative/dir".into());
+        check(r, "jupyter_dir");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The instance's environment for SSH sessions, `su -` and tmux: which of init's own
 //! variables are passed on, and how they are quoted for `sh` (`/etc/profile.d/berth-env.sh`)
-//! and for sshd's `SetEnv`.
+//! and for sshd's `SetEnv`; and the values berth sets over the container's own
+//! (config.json's `env`).
 
 use std::ffi::OsString;
 
@@ -53,6 +54,42 @@ pub fn session_env(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Sess
     env.vars.sort();
     env.left_out.sort();
     env
+}
+
+/// Why `name=value` cannot be set in a process environment, if it cannot: the kernel's
+/// `NAME=value` strings end at a NUL, and a name ends at the first `=`.
+pub fn override_problem(name: &str, value: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("empty name")
+    } else if name.contains('=') {
+        Some("name holds '='")
+    } else if name.contains('\0') {
+        Some("name holds a NUL")
+    } else if value.contains('\0') {
+        Some("value holds a NUL")
+    } else {
+        None
+    }
+}
+
+/// Sets berth's current values (config.json's `env`) in init's own environment, over the
+/// container's, so that the session env, sshd's `SetEnv` and every child see them. Call it
+/// before any thread exists. Returns the names set and the names skipped with why (names
+/// only: values may be secrets).
+pub fn apply_overrides<'a>(
+    vars: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> (Vec<String>, Vec<(String, &'static str)>) {
+    let (mut set, mut skipped) = (Vec::new(), Vec::new());
+    for (name, value) in vars {
+        match override_problem(name, value) {
+            Some(why) => skipped.push((name.clone(), why)),
+            None => {
+                std::env::set_var(name, value);
+                set.push(name.clone());
+            }
+        }
+    }
+    (set, skipped)
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`: what `export NAME=…` accepts in every shell.
@@ -120,6 +157,30 @@ mod tests {
             .iter()
             .map(|(k, v)| (OsString::from(k), OsString::from(v)))
             .collect()
+    }
+
+    #[test]
+    fn override_problem_refuses_what_setenv_cannot_take() {
+        assert_eq!(override_problem("PUBLIC_IPADDR", "203.0.113.7"), None);
+        assert_eq!(override_problem("lower-case.ok", ""), None);
+        assert!(override_problem("", "x").is_some());
+        assert!(override_problem("A=B", "x").is_some());
+        assert!(override_problem("A\0", "x").is_some());
+        assert!(override_problem("A", "x\0y").is_some());
+    }
+
+    #[test]
+    fn apply_overrides_sets_and_overrides() {
+        let name = format!("BERTH_INIT_TEST_OVERRIDE_{}", std::process::id());
+        std::env::set_var(&name, "from docker");
+        let mut vars = std::collections::BTreeMap::new();
+        vars.insert(name.clone(), "from berth".to_string());
+        vars.insert("BAD=NAME".to_string(), "x".to_string());
+        let (set, skipped) = apply_overrides(&vars);
+        assert_eq!(set, vec![name.clone()]);
+        assert_eq!(skipped, vec![("BAD=NAME".to_string(), "name holds '='")]);
+        assert_eq!(std::env::var(&name).unwrap(), "from berth");
+        std::env::remove_var(&name);
     }
 
     #[test]

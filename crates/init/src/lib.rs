@@ -1,12 +1,16 @@
-//! berth's init: PID 1 of a container in ssh launch mode (DESIGN.md §1 "ssh").
+//! berth's init: PID 1 of a container in ssh and jupyter launch modes (DESIGN.md §1).
 //!
 //! berth's agent bind-mounts this binary (static: it runs in any image, even one with no
 //! libc or shell) read-only at `/.berth/init` as the entrypoint, and a per-instance host
-//! directory read-write at `/.berth/state` holding `config.json` (`{"mode":"ssh"}`),
-//! `authorized_keys` (kept current by the agent) and, if given, `onstart.sh`.
+//! directory read-write at `/.berth/state` holding `config.json` (see [`config`]:
+//! `{"mode":"ssh"}` or `{"mode":"jupyter","jupyter":{…},"env":{…}}`), `authorized_keys`
+//! (kept current by the agent), if given `onstart.sh`, and in jupyter mode the instance's
+//! certificate and key (`tls.crt`, `tls.key` by default).
 //!
 //! On every container start, init:
-//! 1. clears `/.berth/state/status`; makes `/run/sshd`, `/var/log` and `/root`;
+//! 1. clears `/.berth/state/status`; reads the config and sets its `env` (berth's current
+//!    values, e.g. `PUBLIC_IPADDR`) in its own environment over the container's; makes
+//!    `/run/sshd`, `/var/log` and `/root`;
 //! 2. writes its environment (less HOME, HOSTNAME, PWD, SHLVL, TERM, `_`, multi-line
 //!    values and names no shell takes) to `/etc/profile.d/berth-env.sh` and into sshd's
 //!    config as `SetEnv` lines;
@@ -15,21 +19,29 @@
 //! 4. writes berth's own `/.berth/state/sshd_config` (key-only, root by key, berth's
 //!    authorized keys and host key, nothing from `/etc/ssh`) and checks it with the image's
 //!    `sshd -t`, dropping options that sshd does not know;
-//! 5. runs `sshd -D -e -f /.berth/state/sshd_config` and restarts it when it dies
+//! 5. in jupyter mode, checks `JUPYTER_TOKEN`, the Jupyter dir, the certificate and key,
+//!    and finds `jupyter-notebook` (or `jupyter-lab`) in the image (see [`jupyter`]);
+//! 6. runs `sshd -D -e -f /.berth/state/sshd_config` and restarts it when it dies
 //!    (1 s doubling to 10 s);
-//! 6. once sshd accepts on 127.0.0.1:22, writes `ssh-ready` to the status file and runs the
-//!    onstart script (saved as `/root/onstart.sh`; output appended to
-//!    `/var/log/onstart.log` and `/.berth/state/onstart.log`);
-//! 7. reaps every zombie, and on SIGTERM/SIGINT/SIGQUIT sends SIGTERM to sshd, the onstart
-//!    process group and every other process, SIGKILL after 5 s, and exits 0.
+//! 7. once sshd accepts on 127.0.0.1:22 (or after 10 s anyway) starts Jupyter (jupyter
+//!    mode; restarted like sshd; the token only in its environment) and runs the onstart
+//!    script (saved as `/root/onstart.sh`; output appended to `/var/log/onstart.log` and
+//!    `/.berth/state/onstart.log`);
+//! 8. writes the status line once every service answers: `ssh-ready` in ssh mode once
+//!    sshd accepts; `ready` in jupyter mode once sshd accepts and Jupyter answers a TLS
+//!    handshake on 127.0.0.1:PORT;
+//! 9. reaps every zombie, and on SIGTERM/SIGINT/SIGQUIT sends SIGTERM to sshd, Jupyter,
+//!    the onstart process group and every other process, SIGKILL after 5 s, and exits 0.
 //!
-//! If ssh cannot be brought up, init writes one line `failed: <reason>` to the status
-//! file, prints it to stderr and exits with code 2. Log lines go to stderr (the container
-//! log), prefixed `berth-init: `.
+//! If a mode's services cannot be brought up (steps 1–5), init writes one line
+//! `failed: <reason>` to the status file, prints it to stderr and exits with code 2. Log
+//! lines go to stderr (the container log), prefixed `berth-init: `; sshd's and Jupyter's
+//! own output goes there as it is.
 #![deny(unsafe_code)]
 
 pub mod config;
 pub mod env;
+pub mod jupyter;
 pub mod log;
 pub mod onstart;
 pub mod setup;
@@ -62,7 +74,7 @@ pub fn run() -> i32 {
     }
     let state_dir = Path::new(setup::STATE_DIR);
     match setup::prepare(state_dir) {
-        Ok(sshd) => supervisor::Supervisor::new(signals, sshd, state_dir.to_path_buf()).run(),
+        Ok(plan) => supervisor::Supervisor::new(signals, plan, state_dir.to_path_buf()).run(),
         Err(reason) => fail(state_dir, &reason),
     }
 }

@@ -164,7 +164,9 @@ pub fn start(paths: &Paths) -> Option<Running> {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return fail(logs, format!("cannot dup a pipe: {e}")),
     };
-    let spawned = Command::new(&argv[0])
+    let mut cmd = Command::new(&argv[0]);
+    crate::sys::unblock_signals_in_child(&mut cmd);
+    let spawned = cmd
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(stdout)

@@ -1,9 +1,11 @@
-//! Bringing ssh up, before sshd starts: state dir and config, the directories sshd needs,
-//! the environment for sessions, the host key, and berth's sshd config validated by the
-//! image's own sshd. Any error here is fatal: init writes `failed: <reason>` and exits 2.
+//! Bringing ssh (and Jupyter) up, before sshd starts: state dir and config, berth's env
+//! values, the directories sshd needs, the environment for sessions, the host key, berth's
+//! sshd config validated by the image's own sshd, and in jupyter mode what Jupyter needs.
+//! Any error here is fatal: init writes `failed: <reason>` and exits 2.
 
 use crate::config::{self, Mode};
 use crate::env;
+use crate::jupyter::{self, Jupyter};
 use crate::log;
 use crate::sshd::{self, ConfigInputs, SshdConfig, Verdict};
 use crate::status;
@@ -37,12 +39,22 @@ impl Sshd {
             .arg("-f")
             .arg(&self.config)
             .stdin(Stdio::null());
+        crate::sys::unblock_signals_in_child(&mut cmd);
         cmd
     }
 }
 
+/// What setup found: how to run the services of the mode.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub mode: Mode,
+    pub sshd: Sshd,
+    /// In jupyter mode.
+    pub jupyter: Option<Jupyter>,
+}
+
 /// Everything before sshd starts, in order. The error is the `failed:` reason.
-pub fn prepare(state_dir: &Path) -> Result<Sshd, String> {
+pub fn prepare(state_dir: &Path) -> Result<Plan, String> {
     if !state_dir.is_dir() {
         return Err(format!(
             "{} is missing: berth's agent mounts the instance's state directory there",
@@ -51,8 +63,23 @@ pub fn prepare(state_dir: &Path) -> Result<Sshd, String> {
     }
     status::write(state_dir, "")
         .map_err(|e| format!("cannot write {}/status: {e}", state_dir.display()))?;
-    match config::load(&state_dir.join("config.json"))?.mode {
+    let config = config::load(&state_dir.join("config.json"))?;
+    match config.mode {
         Mode::Ssh => log!("mode ssh"),
+        Mode::Jupyter => log!(
+            "mode jupyter ({}, port {}, dir {})",
+            jupyter::program_name(config.jupyter.lab),
+            config.jupyter.port,
+            config.jupyter.dir.display()
+        ),
+    }
+    // berth's current values first: everything below reads the environment.
+    let (set, skipped) = env::apply_overrides(&config.env);
+    if !set.is_empty() {
+        log!("env from berth (over the container's): {}", set.join(", "));
+    }
+    for (name, why) in skipped {
+        log!("env var {name:?} from berth not set: {why}");
     }
     make_dirs()?;
 
@@ -89,17 +116,31 @@ pub fn prepare(state_dir: &Path) -> Result<Sshd, String> {
 
     let sftp = sshd::find_sftp_server(root);
     let authorized_keys = state_dir.join(AUTHORIZED_KEYS);
-    let config = SshdConfig::new(&ConfigInputs {
+    let sshd_config = SshdConfig::new(&ConfigInputs {
         host_key: &host_key,
         authorized_keys: &authorized_keys,
         sftp_server: &sftp,
         env: &session.vars,
     });
     let config_path = state_dir.join(SSHD_CONFIG);
-    validate(&program, config, &config_path)?;
-    Ok(Sshd {
+    validate(&program, sshd_config, &config_path)?;
+    let sshd = Sshd {
         program,
         config: config_path,
+    };
+
+    let jupyter = match config.mode {
+        Mode::Ssh => None,
+        Mode::Jupyter => {
+            let j = Jupyter::prepare(root, &config.jupyter)?;
+            log!("jupyter: {} {}", j.program.display(), j.args.join(" "));
+            Some(j)
+        }
+    };
+    Ok(Plan {
+        mode: config.mode,
+        sshd,
+        jupyter,
     })
 }
 

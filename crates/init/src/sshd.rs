@@ -62,7 +62,7 @@ pub fn is_executable(path: &Path) -> bool {
 
 /// `root` joined with the absolute in-image path `path` (`root` is `/` for real; a fake
 /// image root in tests).
-fn under(root: &Path, path: &Path) -> PathBuf {
+pub fn under(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 

@@ -1,8 +1,14 @@
 //! `/.berth/state/status`, read by berth's agent: one line saying how far init got.
 //!
-//! - empty: init is starting (cleared at every container start);
-//! - `ssh-ready`: sshd is running and accepts connections on 127.0.0.1:22;
-//! - `failed: <reason>`: init could not bring ssh up and exited with code 2.
+//! - empty: init is starting (cleared at every container start), or its services do not
+//!   all answer yet;
+//! - `ssh-ready` (ssh mode): sshd is running and accepts connections on 127.0.0.1:22;
+//! - `ready` (jupyter mode): sshd accepts on 127.0.0.1:22 AND Jupyter answers a TLS
+//!   handshake on 127.0.0.1:PORT;
+//! - `failed: <reason>`: init could not bring the mode's services up and exited with code 2.
+//!
+//! Once written, a ready line stays for the life of the container (a service that dies
+//! later is restarted, and the status is not taken back).
 //!
 //! Written atomically (a temp file renamed over it), so a reader never sees half a line.
 
@@ -12,9 +18,11 @@ use std::path::Path;
 
 /// The status file's name inside the state dir.
 pub const FILE: &str = "status";
-/// The line once sshd accepts connections.
+/// The line of ssh mode once sshd accepts connections.
 pub const SSH_READY: &str = "ssh-ready";
-/// Exit code of init when ssh cannot be brought up.
+/// The line of jupyter mode once sshd accepts and Jupyter answers TLS.
+pub const READY: &str = "ready";
+/// Exit code of init when the mode's services cannot be brought up.
 pub const EXIT_FAILED: i32 = 2;
 
 /// The `failed: …` line for `reason` (line breaks flattened: it must stay one line).

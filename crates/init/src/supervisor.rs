@@ -1,30 +1,42 @@
-//! The PID 1 loop once setup succeeded: runs sshd and restarts it when it dies, starts the
-//! onstart script once sshd answers, reaps every zombie, and stops everything on SIGTERM.
+//! The PID 1 loop once setup succeeded: runs sshd (and in jupyter mode Jupyter) and
+//! restarts each when it dies, starts the onstart script and Jupyter once sshd answers,
+//! writes the status line once every service answers, reaps every zombie, and stops
+//! everything on SIGTERM.
 //!
 //! All signals are blocked (see [`sys::block_signals`]) and taken synchronously with
 //! `sigtimedwait`, like tini and dumb-init; the wait's timeout drives the timed work
 //! (restart backoff, readiness polling, the stop deadline). One thread does all of it, so
 //! no child can be reaped behind its owner's back.
 
+use crate::config::Mode;
+use crate::jupyter;
 use crate::onstart;
-use crate::setup::Sshd;
+use crate::setup::Plan;
 use crate::sys::{self, Reaped, SigSet};
 use crate::{log, status};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-/// First delay before restarting a dead sshd; doubled per quick death up to [`MAX_BACKOFF`].
+/// First delay before restarting a dead service; doubled per quick death up to
+/// [`MAX_BACKOFF`].
 pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// An sshd that stayed up this long resets the backoff.
+/// A service that stayed up this long resets the backoff.
 pub const STABLE_AFTER: Duration = Duration::from_secs(30);
-/// How long to wait for sshd to accept before running onstart anyway.
+/// How long to wait for sshd to accept before running onstart (and Jupyter) anyway.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long Jupyter is polled fast (every [`JUPYTER_POLL`]); after that once a second, with
+/// one log line saying it is late. Jupyter's startup is slow (seconds).
+pub const JUPYTER_READY_TIMEOUT: Duration = Duration::from_secs(60);
+pub const JUPYTER_POLL: Duration = Duration::from_millis(100);
+/// How long one TLS probe of Jupyter may take (connect, and again for the answer).
+pub const JUPYTER_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// From the stop signal to SIGKILL for what is left (Docker's default stop timeout is 10 s).
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
-const READY_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 22);
+const SSHD_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 22);
 
 /// The name of a signal, for logs.
 pub fn signal_name(sig: i32) -> String {
@@ -60,7 +72,7 @@ fn is_stop_signal(sig: i32) -> bool {
     ) || sig == sys::sigrtmin_plus_3()
 }
 
-/// The restart delay of a dying sshd: 1 s doubling up to 10 s, back to 1 s once an sshd
+/// The restart delay of a dying service: 1 s doubling up to 10 s, back to 1 s once it
 /// stayed up for [`STABLE_AFTER`].
 #[derive(Debug)]
 pub struct Backoff {
@@ -85,27 +97,112 @@ impl Backoff {
     }
 }
 
-enum Ready {
-    /// Polling 127.0.0.1:22; onstart has (not) been started yet.
-    Waiting {
-        since: Instant,
-        next_poll: Instant,
-        onstart_started: bool,
-    },
-    Done,
+/// A long-running child that is restarted with [`Backoff`] whenever it dies.
+pub struct Service {
+    /// For logs: `sshd`, `jupyter`.
+    name: &'static str,
+    program: PathBuf,
+    make: Box<dyn Fn() -> Command>,
+    child: Option<(u32, Instant)>,
+    restart_at: Option<Instant>,
+    backoff: Backoff,
+}
+
+impl Service {
+    pub fn new(name: &'static str, program: PathBuf, make: Box<dyn Fn() -> Command>) -> Self {
+        Service {
+            name,
+            program,
+            make,
+            child: None,
+            restart_at: None,
+            backoff: Backoff::default(),
+        }
+    }
+
+    fn spawn(&mut self) {
+        self.restart_at = None;
+        match (self.make)().spawn() {
+            Ok(child) => {
+                let pid = child.id();
+                // Reaped by `Supervisor::reap`, never through `child`.
+                drop(child);
+                log!("{} started (pid {pid})", self.name);
+                self.child = Some((pid, Instant::now()));
+            }
+            Err(e) => {
+                let delay = self.backoff.delay(Duration::ZERO);
+                log!(
+                    "cannot start {}: {e}; retrying in {}s",
+                    self.program.display(),
+                    delay.as_secs()
+                );
+                self.restart_at = Some(Instant::now() + delay);
+            }
+        }
+    }
+
+    /// If `pid` is this service's process: logs its end, schedules the restart unless
+    /// `stopping`, and returns true.
+    fn ended(&mut self, pid: u32, st: ExitStatus, stopping: bool) -> bool {
+        let Some((own, started)) = self.child else {
+            return false;
+        };
+        if own != pid {
+            return false;
+        }
+        self.child = None;
+        if stopping {
+            log!("{} (pid {pid}) ended: {st}", self.name);
+        } else {
+            let delay = self.backoff.delay(started.elapsed());
+            log!(
+                "{} (pid {pid}) ended: {st}; restarting it in {}s",
+                self.name,
+                delay.as_secs()
+            );
+            self.restart_at = Some(Instant::now() + delay);
+        }
+        true
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some((pid, _)) = self.child {
+            let _ = sys::signal_process(pid, sig);
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// How far the services are from answering. sshd is polled first; once it answers (or
+/// after [`READY_TIMEOUT`] anyway) onstart and Jupyter start, and Jupyter is polled. The
+/// status line is written once every service answers.
+struct Readiness {
+    since: Instant,
+    next_poll: Instant,
+    sshd_up: bool,
+    /// onstart and Jupyter have been started.
+    followers_started: bool,
+    /// When Jupyter was first started.
+    jupyter_since: Option<Instant>,
+    jupyter_up: bool,
+    jupyter_late_logged: bool,
+    done: bool,
 }
 
 /// The running init.
 pub struct Supervisor {
     signals: SigSet,
-    sshd: Sshd,
+    mode: Mode,
+    sshd: Service,
+    jupyter: Option<(Service, SocketAddr)>,
     state_dir: PathBuf,
     onstart_paths: onstart::Paths,
     pid1: bool,
-    sshd_child: Option<(u32, Instant)>,
-    restart_at: Option<Instant>,
-    backoff: Backoff,
-    ready: Ready,
+    ready: Readiness,
     onstart: Option<onstart::Running>,
     /// The onstart process group: it may outlive the script itself.
     onstart_pgid: Option<u32>,
@@ -114,21 +211,39 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(signals: SigSet, sshd: Sshd, state_dir: PathBuf) -> Self {
+    pub fn new(signals: SigSet, plan: Plan, state_dir: PathBuf) -> Self {
         let now = Instant::now();
+        let sshd_spec = plan.sshd;
+        let sshd = Service::new(
+            "sshd",
+            sshd_spec.program.clone(),
+            Box::new(move || sshd_spec.command()),
+        );
+        let jupyter = plan.jupyter.map(|j: jupyter::Jupyter| {
+            let addr = j.probe_addr();
+            let program = j.program.clone();
+            (
+                Service::new("jupyter", program, Box::new(move || j.command())),
+                addr,
+            )
+        });
         Supervisor {
             signals,
+            mode: plan.mode,
             sshd,
+            jupyter,
             onstart_paths: onstart::Paths::container(&state_dir),
             state_dir,
             pid1: std::process::id() == 1,
-            sshd_child: None,
-            restart_at: None,
-            backoff: Backoff::default(),
-            ready: Ready::Waiting {
+            ready: Readiness {
                 since: now,
                 next_poll: now,
-                onstart_started: false,
+                sshd_up: false,
+                followers_started: false,
+                jupyter_since: None,
+                jupyter_up: false,
+                jupyter_late_logged: false,
+                done: false,
             },
             onstart: None,
             onstart_pgid: None,
@@ -139,7 +254,7 @@ impl Supervisor {
 
     /// Runs until stopped; returns the exit code (0 after a stop signal).
     pub fn run(mut self) -> i32 {
-        self.spawn_sshd();
+        self.sshd.spawn();
         loop {
             let now = Instant::now();
             if let Some(deadline) = self.stop_deadline {
@@ -147,9 +262,13 @@ impl Supervisor {
                     return self.kill_remaining();
                 }
             } else {
-                if self.restart_at.is_some_and(|t| now >= t) {
-                    self.restart_at = None;
-                    self.spawn_sshd();
+                if self.sshd.restart_at.is_some_and(|t| now >= t) {
+                    self.sshd.spawn();
+                }
+                if let Some((j, _)) = &mut self.jupyter {
+                    if j.restart_at.is_some_and(|t| now >= t) {
+                        j.spawn();
+                    }
                 }
                 self.poll_ready();
             }
@@ -179,84 +298,104 @@ impl Supervisor {
         match self.stop_deadline {
             Some(d) => consider(Some(d)),
             None => {
-                consider(self.restart_at);
-                if let Ready::Waiting { next_poll, .. } = self.ready {
-                    consider(Some(next_poll));
+                consider(self.sshd.restart_at);
+                if let Some((j, _)) = &self.jupyter {
+                    consider(j.restart_at);
+                }
+                if !self.ready.done {
+                    consider(Some(self.ready.next_poll));
                 }
             }
         }
         next.saturating_duration_since(now)
     }
 
-    fn spawn_sshd(&mut self) {
-        match self.sshd.command().spawn() {
-            Ok(child) => {
-                let pid = child.id();
-                // Reaped by `reap`, never through `child`.
-                drop(child);
-                log!("sshd started (pid {pid})");
-                self.sshd_child = Some((pid, Instant::now()));
-            }
-            Err(e) => {
-                let delay = self.backoff.delay(Duration::ZERO);
-                log!(
-                    "cannot start {}: {e}; retrying in {}s",
-                    self.sshd.program.display(),
-                    delay.as_secs()
-                );
-                self.restart_at = Some(Instant::now() + delay);
-            }
-        }
-    }
-
     fn poll_ready(&mut self) {
-        let Ready::Waiting {
-            since,
-            next_poll,
-            onstart_started,
-        } = self.ready
-        else {
-            return;
-        };
         let now = Instant::now();
-        if now < next_poll {
+        if self.ready.done || now < self.ready.next_poll {
             return;
         }
-        let addr = SocketAddr::from(READY_ADDR);
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+        let sshd_addr = SocketAddr::from(SSHD_ADDR);
+        if !self.ready.sshd_up
+            && TcpStream::connect_timeout(&sshd_addr, Duration::from_millis(500)).is_ok()
+        {
             log!(
-                "sshd accepts connections on {addr} after {} ms",
-                since.elapsed().as_millis()
+                "sshd accepts connections on {sshd_addr} after {} ms",
+                self.ready.since.elapsed().as_millis()
             );
-            if let Err(e) = status::write(&self.state_dir, status::SSH_READY) {
-                log!("cannot write the status file: {e}");
-            }
-            self.ready = Ready::Done;
-            if !onstart_started {
-                self.start_onstart();
-            }
-            return;
+            self.ready.sshd_up = true;
         }
-        let mut started = onstart_started;
-        if !started && now.duration_since(since) >= READY_TIMEOUT {
-            log!(
-                "sshd does not accept on {addr} after {}s; running onstart anyway",
-                READY_TIMEOUT.as_secs()
-            );
+        if !self.ready.followers_started
+            && (self.ready.sshd_up || now.duration_since(self.ready.since) >= READY_TIMEOUT)
+        {
+            if !self.ready.sshd_up {
+                log!(
+                    "sshd does not accept on {sshd_addr} after {}s; running onstart{} anyway",
+                    READY_TIMEOUT.as_secs(),
+                    if self.jupyter.is_some() {
+                        " and starting Jupyter"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            // Jupyter first: its startup is the slow one.
+            if let Some((j, _)) = &mut self.jupyter {
+                j.spawn();
+                self.ready.jupyter_since = Some(Instant::now());
+            }
             self.start_onstart();
-            started = true;
+            self.ready.followers_started = true;
         }
-        // Poll fast at first, then once a second.
-        let interval = if started {
-            Duration::from_secs(1)
-        } else {
+        let mut jupyter_polling_fast = false;
+        match (&self.jupyter, self.ready.jupyter_since) {
+            (None, _) => self.ready.jupyter_up = true,
+            (Some(_), None) => {}
+            (Some((j, addr)), Some(jupyter_since)) => {
+                if !self.ready.jupyter_up
+                    && j.running()
+                    && jupyter::answers_tls(*addr, JUPYTER_PROBE_TIMEOUT)
+                {
+                    log!(
+                        "jupyter answers TLS on {addr} {} ms after it was started",
+                        jupyter_since.elapsed().as_millis()
+                    );
+                    self.ready.jupyter_up = true;
+                }
+                let late = jupyter_since.elapsed() >= JUPYTER_READY_TIMEOUT;
+                if !self.ready.jupyter_up && late && !self.ready.jupyter_late_logged {
+                    log!(
+                        "jupyter does not answer TLS on {addr} {}s after it was started; \
+                         still waiting (it is restarted whenever it dies)",
+                        JUPYTER_READY_TIMEOUT.as_secs()
+                    );
+                    self.ready.jupyter_late_logged = true;
+                }
+                jupyter_polling_fast = !late;
+            }
+        }
+        if self.ready.sshd_up && self.ready.jupyter_up {
+            let line = match self.mode {
+                Mode::Ssh => status::SSH_READY,
+                Mode::Jupyter => status::READY,
+            };
+            if let Err(e) = status::write(&self.state_dir, line) {
+                log!("cannot write the status file: {e}");
+            } else {
+                log!("status: {line}");
+            }
+            self.ready.done = true;
+            return;
+        }
+        // Poll sshd fast at first, then Jupyter fast for a while, then once a second.
+        let interval = if !self.ready.followers_started {
             Duration::from_millis(50)
+        } else if jupyter_polling_fast {
+            JUPYTER_POLL
+        } else {
+            Duration::from_secs(1)
         };
-        self.ready = Ready::Waiting {
-            since,
-            next_poll: Instant::now() + interval,
-            onstart_started: started,
-        };
+        self.ready.next_poll = Instant::now() + interval;
     }
 
     fn start_onstart(&mut self) {
@@ -271,9 +410,9 @@ impl Supervisor {
             libc::SIGCHLD => self.reap(),
             s if is_stop_signal(s) => self.begin_stop(s),
             libc::SIGHUP => {
-                if let Some((pid, _)) = self.sshd_child {
+                if self.sshd.running() {
                     log!("got SIGHUP: passing it to sshd (it rereads its config)");
-                    let _ = sys::signal_process(pid, libc::SIGHUP);
+                    self.sshd.signal(libc::SIGHUP);
                 }
             }
             libc::SIGPIPE | libc::SIGWINCH | libc::SIGURG => {}
@@ -281,7 +420,8 @@ impl Supervisor {
         }
     }
 
-    /// Reaps every ended child: sshd, the onstart script, and orphans reparented to us.
+    /// Reaps every ended child: the services, the onstart script, and orphans reparented
+    /// to us.
     fn reap(&mut self) {
         loop {
             match sys::reap_one() {
@@ -302,20 +442,13 @@ impl Supervisor {
         }
     }
 
-    fn on_exit(&mut self, pid: u32, st: std::process::ExitStatus) {
-        if let Some((sshd_pid, started)) = self.sshd_child {
-            if sshd_pid == pid {
-                self.sshd_child = None;
-                if self.stop_deadline.is_some() {
-                    log!("sshd (pid {pid}) ended: {st}");
-                } else {
-                    let delay = self.backoff.delay(started.elapsed());
-                    log!(
-                        "sshd (pid {pid}) ended: {st}; restarting it in {}s",
-                        delay.as_secs()
-                    );
-                    self.restart_at = Some(Instant::now() + delay);
-                }
+    fn on_exit(&mut self, pid: u32, st: ExitStatus) {
+        let stopping = self.stop_deadline.is_some();
+        if self.sshd.ended(pid, st, stopping) {
+            return;
+        }
+        if let Some((j, _)) = &mut self.jupyter {
+            if j.ended(pid, st, stopping) {
                 return;
             }
         }
@@ -333,8 +466,13 @@ impl Supervisor {
             return;
         }
         log!(
-            "got {}: stopping (SIGTERM to sshd, the onstart script and {}; SIGKILL after {}s)",
+            "got {}: stopping (SIGTERM to sshd, {}the onstart script and {}; SIGKILL after {}s)",
             signal_name(sig),
+            if self.jupyter.is_some() {
+                "jupyter, "
+            } else {
+                ""
+            },
             if self.pid1 {
                 "every other process"
             } else {
@@ -343,7 +481,10 @@ impl Supervisor {
             STOP_GRACE.as_secs()
         );
         self.stop_deadline = Some(Instant::now() + STOP_GRACE);
-        self.restart_at = None;
+        self.sshd.restart_at = None;
+        if let Some((j, _)) = &mut self.jupyter {
+            j.restart_at = None;
+        }
         self.signal_ours(libc::SIGTERM);
         if self.pid1 {
             let _ = sys::signal_all_in_namespace(libc::SIGTERM);
@@ -352,8 +493,9 @@ impl Supervisor {
     }
 
     fn signal_ours(&self, sig: i32) {
-        if let Some((pid, _)) = self.sshd_child {
-            let _ = sys::signal_process(pid, sig);
+        self.sshd.signal(sig);
+        if let Some((j, _)) = &self.jupyter {
+            j.signal(sig);
         }
         if let Some(pgid) = self.onstart_pgid {
             let _ = sys::signal_group(pgid, sig);

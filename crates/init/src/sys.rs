@@ -5,8 +5,8 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::process::ExitStatusExt;
-use std::process::ExitStatus;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 /// A set of signals (`sigset_t`).
@@ -50,8 +50,8 @@ const FAULT_SIGNALS: [libc::c_int; 7] = [
 /// any thread or child exists, so every thread inherits the mask) and returns the set to
 /// wait on with [`wait_signal`]. Blocked signals to PID 1 are queued, not dropped: the
 /// kernel only discards signals to a namespace's init when their handler is SIG_DFL *and*
-/// they are not blocked. Children get a clean mask again: std's `Command` empties the
-/// signal mask (and resets SIGPIPE) in the child before exec.
+/// they are not blocked. Children must get a clean mask again: see
+/// [`unblock_signals_in_child`], which every long-lived child's `Command` goes through.
 pub fn block_signals() -> io::Result<SigSet> {
     let set = SigSet::all_but_faults()?;
     // SAFETY: `set.0` is an initialised sigset_t; a null old-set pointer is allowed.
@@ -60,6 +60,29 @@ pub fn block_signals() -> io::Result<SigSet> {
         return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(set)
+}
+
+/// Makes the child of `cmd` start with an empty signal mask (std resets SIGPIPE itself).
+/// std's `Command` empties the mask only when it spawns through posix_spawn; on its
+/// fork/exec path (taken, in this static binary, for a `Command` with `current_dir`) the
+/// child inherits init's mask, nearly every signal blocked: such a child never sees the
+/// SIGTERM of a stop.
+pub fn unblock_signals_in_child(cmd: &mut Command) -> &mut Command {
+    // SAFETY: the closure runs in the forked child before exec. It allocates nothing and
+    // calls only sigemptyset and pthread_sigmask (async-signal-safe) on a set on its own
+    // stack.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(set.as_mut_ptr());
+            let rc = libc::pthread_sigmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut());
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(rc))
+            }
+        })
+    }
 }
 
 /// Waits up to `timeout` for one of the (blocked) signals in `set` and returns it, or
@@ -211,6 +234,25 @@ mod tests {
         if std::process::id() != 1 {
             assert!(signal_all_in_namespace(0).is_err());
         }
+    }
+
+    /// With every signal blocked here (as in init) a child spawned through the fork path
+    /// (`current_dir`) starts with none blocked.
+    #[test]
+    fn children_start_with_no_signal_blocked() {
+        let out = std::thread::spawn(|| {
+            block_signals().unwrap();
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", "grep ^SigBlk /proc/$$/status"])
+                .current_dir("/");
+            unblock_signals_in_child(&mut cmd).output().unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "SigBlk:\t0000000000000000\n"
+        );
     }
 
     #[test]

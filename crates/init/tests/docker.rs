@@ -2,9 +2,10 @@
 //! agent mounts it (`/.berth/init` read-only, `/.berth/state` read-write, entrypoint
 //! `/.berth/init`, user root).
 //!
-//! Needs Docker, the OpenSSH client (`ssh`, `ssh-keygen`) and the test images
-//! `berth-test/busybox`, `berth-test/debian` and `berth-test/ssh` (`images/build.sh`).
-//! A missing one fails the test: it never skips.
+//! Needs Docker, the OpenSSH client (`ssh`, `ssh-keygen`), `openssl` and `curl`, and the
+//! test images `berth-test/busybox`, `berth-test/debian`, `berth-test/ssh`,
+//! `berth-test/ssh-hostile` and `berth-test/jupyter` (`images/build.sh`). A missing one
+//! fails the test: it never skips.
 
 use std::fs;
 use std::io::Read;
@@ -77,7 +78,11 @@ fn require_image(image: &str) {
 
 fn require_program(name: &str) {
     let ok = Command::new(name).arg("-V").output().map(|_| ()).is_ok();
-    assert!(ok, "{name} is missing: install openssh-client");
+    let package = match name {
+        "curl" | "openssl" => name,
+        _ => "openssh-client",
+    };
+    assert!(ok, "{name} is missing: install {package}");
 }
 
 fn unique(tag: &str) -> String {
@@ -172,21 +177,33 @@ impl Instance {
     }
 
     fn port(&self) -> u16 {
-        let out = docker_ok(&["port", &self.name, "22/tcp"]);
+        self.host_port(22)
+    }
+
+    /// The host port Docker mapped `internal` to.
+    fn host_port(&self, internal: u16) -> u16 {
+        let out = docker_ok(&["port", &self.name, &format!("{internal}/tcp")]);
         let first = out.lines().next().expect("a port mapping");
         first.rsplit(':').next().unwrap().parse().unwrap()
     }
 
     fn wait_ready(&self) {
-        wait_until(Duration::from_secs(30), "status ssh-ready", || {
+        self.wait_status("ssh-ready", Duration::from_secs(30));
+    }
+
+    /// Waits for the status line `want`; an init that failed fails the test at once.
+    fn wait_status(&self, want: &str, timeout: Duration) -> Duration {
+        let t = Instant::now();
+        wait_until(timeout, &format!("status {want}"), || {
             let s = self.status();
             assert!(
                 !s.starts_with("failed"),
                 "init failed: {s}\n{}",
                 self.logs()
             );
-            (s == "ssh-ready\n").then_some(())
+            (s.strip_suffix('\n') == Some(want)).then_some(())
         });
+        t.elapsed()
     }
 
     fn onstart_log(&self) -> String {
@@ -637,4 +654,378 @@ fn the_binary_is_static() {
     }
     let mode = fs::metadata(bin).unwrap().permissions().mode();
     assert!(mode & 0o111 != 0);
+}
+
+/// berth's current values in config.json's `env` win over the container's env (ssh mode
+/// too): in the profile script, in sshd's SetEnv and in sessions.
+#[test]
+fn config_env_overrides_the_containers_env() {
+    let inst = Instance::new(
+        "envover",
+        r#"{"mode":"ssh","env":{"PUBLIC_IPADDR":"203.0.113.9","BERTH_NEW":"n e w"}}"#,
+    );
+    inst.run(
+        "berth-test/ssh",
+        &["-e", "PUBLIC_IPADDR=192.0.2.1", "-e", "KEPT=1"],
+    );
+    inst.wait_ready();
+    let profile = inst.exec("cat /etc/profile.d/berth-env.sh");
+    for want in [
+        "export PUBLIC_IPADDR='203.0.113.9'",
+        "export BERTH_NEW='n e w'",
+        "export KEPT='1'",
+    ] {
+        assert!(profile.lines().any(|l| l == want), "{want:?} in\n{profile}");
+    }
+    assert!(!profile.contains("192.0.2.1"), "{profile}");
+    let config = fs::read_to_string(inst.state.join("sshd_config")).unwrap();
+    assert!(config.contains("PUBLIC_IPADDR=\"203.0.113.9\""), "{config}");
+    let logs = inst.logs();
+    assert!(
+        logs.contains(
+            "berth-init: env from berth (over the container's): BERTH_NEW, PUBLIC_IPADDR"
+        ),
+        "{logs}"
+    );
+    // Names only: no value of berth's env in the log.
+    assert!(!logs.contains("203.0.113.9"), "{logs}");
+}
+
+// ---------------------------------------------------------------------------------------
+// jupyter mode
+
+const JUPYTER_IMAGE: &str = "berth-test/jupyter";
+
+/// A self-signed certificate for 127.0.0.1, written as the agent writes the instance's:
+/// `tls.crt` and `tls.key` in the state dir.
+fn write_test_cert(state: &Path) {
+    require_program("openssl");
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=berth-init-test", "-addext"])
+        .arg("subjectAltName=IP:127.0.0.1,DNS:localhost")
+        .arg("-keyout")
+        .arg(state.join("tls.key"))
+        .arg("-out")
+        .arg(state.join("tls.crt"))
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A fresh token, as the agent makes one per instance.
+fn test_token() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("tok{nanos:x}{:x}", std::process::id())
+}
+
+/// `curl` against `https://127.0.0.1:PORT{path}`, trusting only the test certificate:
+/// (HTTP status, body).
+fn https_get(port: u16, cacert: &Path, path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(cacert)
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn jupyter_config(lab: bool, dir: &str, extra: &str) -> String {
+    format!(
+        r#"{{"mode":"jupyter","jupyter":{{"lab":{lab},"dir":"{dir}","port":8080,"certfile":"/.berth/state/tls.crt","keyfile":"/.berth/state/tls.key"}}{extra}}}"#
+    )
+}
+
+/// The pid of the Jupyter server in the container (its command line names `program`;
+/// written so that the script's own command line does not match).
+fn jupyter_pid(inst: &Instance, program: &str) -> String {
+    let script = format!(
+        "prog='{program}'; for p in /proc/[0-9]*; do \
+         c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null); \
+         case \"$c\" in *\"$prog --ip=0.0.0.0 \"*) echo ${{p#/proc/}};; esac; done; true"
+    );
+    inst.exec(&script)
+}
+
+/// Every command line of the container: the token must be on none.
+fn all_cmdlines(inst: &Instance) -> String {
+    inst.exec("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done; true")
+}
+
+/// The token is required and works, over TLS verified against the instance's certificate.
+fn assert_token_auth(port: u16, cacert: &Path, token: &str) {
+    let (code, body) = https_get(port, cacert, "/api");
+    assert_eq!(code, 200, "/api: {body}");
+    assert!(body.contains("\"version\""), "/api: {body}");
+    let (code, body) = https_get(port, cacert, "/api/contents");
+    assert!(
+        code == 403 || code == 401,
+        "/api/contents without a token: {code} {body}"
+    );
+    let (code, body) = https_get(port, cacert, "/api/contents?token=wrong");
+    assert!(
+        code == 403 || code == 401,
+        "/api/contents with a wrong token: {code} {body}"
+    );
+    let (code, body) = https_get(port, cacert, &format!("/api/contents?token={token}"));
+    assert_eq!(code, 200, "/api/contents with the token: {body}");
+    assert!(body.contains("\"type\": \"directory\"") || body.contains("\"type\":\"directory\""));
+}
+
+/// Classic Notebook (Debian's python3-notebook 6): everything of ssh mode, then Jupyter
+/// over TLS with token auth, `ready` only once both answer, restarted when it dies,
+/// stopped with the container, and up again after a restart.
+#[test]
+fn jupyter_notebook_serves_tls_with_the_token_beside_ssh() {
+    require_image(JUPYTER_IMAGE);
+    require_program("curl");
+    require_program("ssh");
+    let inst = Instance::new(
+        "jnb",
+        &jupyter_config(false, "/root", r#","env":{"PUBLIC_IPADDR":"203.0.113.7"}"#),
+    );
+    write_test_cert(&inst.state);
+    let cacert = inst.state.join("tls.crt");
+    let (key, public) = client_key(&format!("{}-key", inst.name));
+    fs::write(inst.state.join("authorized_keys"), public).unwrap();
+    fs::write(
+        inst.state.join("onstart.sh"),
+        "#!/bin/sh\necho onstart ran\n",
+    )
+    .unwrap();
+    let token = test_token();
+    let token_env = format!("JUPYTER_TOKEN={token}");
+    inst.run(
+        JUPYTER_IMAGE,
+        &[
+            "-p",
+            "127.0.0.1::22",
+            "-p",
+            "127.0.0.1::8080",
+            "-e",
+            &token_env,
+            "-e",
+            "PUBLIC_IPADDR=192.0.2.1",
+        ],
+    );
+    let took = inst.wait_status("ready", Duration::from_secs(90));
+    eprintln!("jupyter-notebook: status ready after {took:?}");
+    let port = inst.host_port(8080);
+    // Ready means answering: no retry needed.
+    assert_token_auth(port, &cacert, &token);
+    let (code, body) = https_get(port, &cacert, &format!("/tree?token={token}"));
+    assert_eq!(code, 200, "/tree: {body}");
+
+    // ssh works in the same instance and sees berth's current env.
+    let known_hosts = inst.state.join("known_hosts");
+    let out = ssh_ok(
+        &inst,
+        &key.0,
+        &known_hosts,
+        r#"printf '%s|%s' "$PUBLIC_IPADDR" "$JUPYTER_TOKEN""#,
+    );
+    assert_eq!(out, format!("203.0.113.7|{token}"));
+    wait_until(Duration::from_secs(20), "onstart to run", || {
+        inst.onstart_log().contains("onstart ran\n").then_some(())
+    });
+
+    // Jupyter: the program, its cwd, its env; the token in no command line and no log.
+    let pid = jupyter_pid(&inst, "/usr/bin/jupyter-notebook");
+    assert!(
+        !pid.is_empty() && !pid.contains('\n'),
+        "jupyter pids: {pid:?}"
+    );
+    assert_eq!(inst.exec(&format!("readlink /proc/{pid}/cwd")), "/root");
+    // A clean signal mask (init blocks every signal), so SIGTERM stops it.
+    assert_eq!(
+        inst.exec(&format!("grep '^SigBlk' /proc/{pid}/status")),
+        "SigBlk:\t0000000000000000"
+    );
+    let env = inst.exec(&format!("tr '\\0' '\\n' < /proc/{pid}/environ"));
+    for want in [
+        format!("JUPYTER_TOKEN={token}"),
+        "PUBLIC_IPADDR=203.0.113.7".to_string(),
+        "HOME=/root".to_string(),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} in\n{env}");
+    }
+    let cmdlines = all_cmdlines(&inst);
+    assert!(
+        cmdlines.contains("/usr/bin/jupyter-notebook --ip=0.0.0.0 --port=8080 --port-retries=0 --no-browser --allow-root --certfile=/.berth/state/tls.crt --keyfile=/.berth/state/tls.key --notebook-dir=/root"),
+        "{cmdlines}"
+    );
+    assert!(
+        !cmdlines.contains(&token),
+        "token on a command line:\n{cmdlines}"
+    );
+    let logs = inst.logs();
+    assert!(
+        !logs.contains(&token),
+        "token in the container log:\n{logs}"
+    );
+    assert!(logs.contains("berth-init: status: ready"), "{logs}");
+    // init's readiness probe completes a TLS hello Jupyter has no reason to complain of.
+    assert!(!logs.contains("SSL Error"), "{logs}");
+
+    // A dead Jupyter is restarted and serves again.
+    inst.exec(&format!("kill -KILL {pid}"));
+    wait_until(Duration::from_secs(60), "jupyter to be restarted", || {
+        let new = jupyter_pid(&inst, "/usr/bin/jupyter-notebook");
+        (!new.is_empty() && new != pid && https_get(port, &cacert, "/api").0 == 200).then_some(())
+    });
+    let logs = inst.logs();
+    assert!(
+        logs.contains(&format!(
+            "berth-init: jupyter (pid {pid}) ended: signal: 9 (SIGKILL); restarting it in 1s"
+        )),
+        "{logs}"
+    );
+    assert_token_auth(port, &cacert, &token);
+
+    // docker stop: Jupyter gets SIGTERM with sshd; quick, exit code 0.
+    let t = Instant::now();
+    docker_ok(&["stop", &inst.name]);
+    let took = t.elapsed();
+    eprintln!("docker stop took {took:?}");
+    assert!(took < Duration::from_secs(5), "docker stop took {took:?}");
+    assert_eq!(
+        inst.state_of(),
+        ("exited".to_string(), 0),
+        "{}",
+        inst.logs()
+    );
+    assert!(
+        inst.logs()
+            .contains("stopping (SIGTERM to sshd, jupyter, the onstart script"),
+        "{}",
+        inst.logs()
+    );
+
+    // Start again: the status is cleared, then ready again, and the token still rules.
+    docker_ok(&["start", &inst.name]);
+    let took = inst.wait_status("ready", Duration::from_secs(90));
+    eprintln!("jupyter-notebook: ready again after {took:?}");
+    assert_token_auth(inst.host_port(8080), &cacert, &token);
+}
+
+/// JupyterLab 4 (jupyter_server 2, pip-installed in the image): same flags, `/lab` served.
+#[test]
+fn jupyter_lab_serves_lab_over_tls() {
+    require_image(JUPYTER_IMAGE);
+    require_program("curl");
+    let inst = Instance::new("jlab", &jupyter_config(true, "/", ""));
+    write_test_cert(&inst.state);
+    let cacert = inst.state.join("tls.crt");
+    let token = test_token();
+    let token_env = format!("JUPYTER_TOKEN={token}");
+    inst.run(JUPYTER_IMAGE, &["-p", "127.0.0.1::8080", "-e", &token_env]);
+    let took = inst.wait_status("ready", Duration::from_secs(90));
+    eprintln!("jupyter-lab: status ready after {took:?}");
+    let port = inst.host_port(8080);
+    assert_token_auth(port, &cacert, &token);
+    let (code, body) = https_get(port, &cacert, &format!("/lab?token={token}"));
+    assert_eq!(code, 200, "/lab: {body}");
+    assert!(body.contains("JupyterLab"), "/lab: {body}");
+    let pid = jupyter_pid(&inst, "/usr/local/bin/jupyter-lab");
+    assert!(
+        !pid.is_empty() && !pid.contains('\n'),
+        "jupyter pids: {pid:?}"
+    );
+    assert_eq!(inst.exec(&format!("readlink /proc/{pid}/cwd")), "/");
+    let logs = inst.logs();
+    assert!(
+        !logs.contains(&token),
+        "token in the container log:\n{logs}"
+    );
+    assert!(!all_cmdlines(&inst).contains(&token));
+}
+
+/// Runs init in jupyter mode on `image` and returns its `failed:` status line, checking
+/// exit code 2 and the same line in the container log.
+fn jupyter_failure(image: &str, config: &str, cert: bool, extra: &[&str]) -> String {
+    let inst = Instance::new("jfail", config);
+    if cert {
+        write_test_cert(&inst.state);
+    }
+    inst.run(image, extra);
+    let code = inst.wait_exit(Duration::from_secs(30));
+    let logs = inst.logs();
+    assert_eq!(code, 2, "exit code; logs:\n{logs}");
+    let status = inst.status();
+    assert_eq!(status.lines().count(), 1, "{status:?}");
+    assert!(
+        logs.contains(&format!("berth-init: {}", status.trim())),
+        "{logs}"
+    );
+    status.trim().to_string()
+}
+
+#[test]
+fn jupyter_mode_fails_with_the_reason() {
+    const TOKEN: &str = "JUPYTER_TOKEN=t";
+    // An image without Jupyter (berth-test/ssh), for each program.
+    assert_eq!(
+        jupyter_failure(
+            "berth-test/ssh",
+            &jupyter_config(false, "/", ""),
+            true,
+            &["-e", TOKEN]
+        ),
+        "failed: the image has no Jupyter Notebook (jupyter-notebook): install notebook, or \
+         add --jupyter-lab if the image has JupyterLab"
+    );
+    assert_eq!(
+        jupyter_failure(
+            "berth-test/ssh",
+            &jupyter_config(true, "/", ""),
+            true,
+            &["-e", TOKEN]
+        ),
+        "failed: the image has no JupyterLab (jupyter-lab): install jupyterlab, or leave out \
+         --jupyter-lab"
+    );
+    // In the Jupyter image: a missing dir, certificate, key or token.
+    require_image(JUPYTER_IMAGE);
+    assert_eq!(
+        jupyter_failure(
+            JUPYTER_IMAGE,
+            &jupyter_config(false, "/no/such/dir", ""),
+            true,
+            &["-e", TOKEN]
+        ),
+        "failed: jupyter dir /no/such/dir does not exist in the container"
+    );
+    assert_eq!(
+        jupyter_failure(
+            JUPYTER_IMAGE,
+            &jupyter_config(false, "/", ""),
+            false,
+            &["-e", TOKEN]
+        ),
+        "failed: Jupyter's TLS certificate (certfile) /.berth/state/tls.crt is missing: \
+         berth's agent writes it before the container starts"
+    );
+    let no_key = jupyter_config(false, "/", "").replace("tls.key", "other.key");
+    assert_eq!(
+        jupyter_failure(JUPYTER_IMAGE, &no_key, true, &["-e", TOKEN]),
+        "failed: Jupyter's TLS private key (keyfile) /.berth/state/other.key is missing: \
+         berth's agent writes it before the container starts"
+    );
+    let status = jupyter_failure(JUPYTER_IMAGE, &jupyter_config(false, "/", ""), true, &[]);
+    assert!(
+        status.starts_with("failed: JUPYTER_TOKEN is not set"),
+        "{status}"
+    );
 }

@@ -38,6 +38,8 @@ pub const INIT_IN_CONTAINER: &str = "/.berth/init";
 pub const STATE_IN_CONTAINER: &str = "/.berth/state";
 /// The internal port of sshd.
 pub const SSH_PORT: u16 = 22;
+/// The internal port of Jupyter.
+pub const JUPYTER_PORT: u16 = 8080;
 
 /// A bind mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,8 +77,8 @@ pub enum PlanError {
         "{0} ports wanted (asked for plus the image's EXPOSE); at most {MAX_PORTS} an instance"
     )]
     TooManyPorts(usize),
-    #[error("launch mode {0} is not available yet")]
-    ModeUnavailable(LaunchMode),
+    #[error("the server sent no Jupyter token for this jupyter instance")]
+    NoJupyterToken,
 }
 
 /// The internal ports that need a host port: those asked for plus those the image EXPOSEs,
@@ -86,6 +88,12 @@ pub fn wanted_ports(spec: &InstanceSpec, image: &ImageConfig) -> Result<Vec<Port
     if spec.mode != LaunchMode::Entrypoint {
         ports.push(PortSpec {
             port: SSH_PORT,
+            proto: PortProto::Tcp,
+        });
+    }
+    if spec.mode == LaunchMode::Jupyter {
+        ports.push(PortSpec {
+            port: JUPYTER_PORT,
             proto: PortProto::Tcp,
         });
     }
@@ -121,14 +129,15 @@ pub fn plan(
     host: &HostContext,
     ports: &[PortMapping],
     gpu_device_ids: &[String],
+    jupyter_token: Option<&str>,
 ) -> Result<ContainerPlan, PlanError> {
     let (entrypoint, cmd, user, mounts) = match spec.mode {
         LaunchMode::Entrypoint => {
             let (e, c) = entrypoint_argv(spec, image)?;
             (e, c, None, Vec::new())
         }
-        // berth's init replaces ENTRYPOINT and CMD; it runs as root to run sshd.
-        LaunchMode::Ssh => (
+        // berth's init replaces ENTRYPOINT and CMD; it runs as root to run sshd (and Jupyter).
+        LaunchMode::Ssh | LaunchMode::Jupyter => (
             vec![INIT_IN_CONTAINER.to_string()],
             Vec::new(),
             Some("0".to_string()),
@@ -145,13 +154,16 @@ pub fn plan(
                 },
             ],
         ),
-        other => return Err(PlanError::ModeUnavailable(other)),
     };
 
     let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     env.push(format!("BERTH_INSTANCE_ID={id}"));
     env.push(format!("PUBLIC_IPADDR={}", host.public_ip));
     env.push(format!("GPU_COUNT={}", gpu_device_ids.len()));
+    if spec.mode == LaunchMode::Jupyter {
+        let token = jupyter_token.ok_or(PlanError::NoJupyterToken)?;
+        env.push(format!("JUPYTER_TOKEN={token}"));
+    }
     for m in ports {
         let proto = match m.proto {
             PortProto::Tcp => "TCP",
@@ -233,7 +245,7 @@ mod tests {
         }
     }
     fn argv(s: &InstanceSpec, i: &ImageConfig) -> (Vec<String>, Vec<String>) {
-        let p = plan(7, s, i, &host(), &[], &[]).unwrap();
+        let p = plan(7, s, i, &host(), &[], &[], None).unwrap();
         (p.entrypoint, p.cmd)
     }
 
@@ -283,7 +295,7 @@ mod tests {
     fn nothing_to_run_is_an_error() {
         let i = ImageConfig::default();
         assert_eq!(
-            plan(1, &spec(), &i, &host(), &[], &[]),
+            plan(1, &spec(), &i, &host(), &[], &[], None),
             Err(PlanError::NothingToRun)
         );
         let mut s = spec();
@@ -307,7 +319,16 @@ mod tests {
                 proto: PortProto::Udp,
             },
         ];
-        let p = plan(42, &s, &image(), &host(), &ports, &["0".into(), "1".into()]).unwrap();
+        let p = plan(
+            42,
+            &s,
+            &image(),
+            &host(),
+            &ports,
+            &["0".into(), "1".into()],
+            None,
+        )
+        .unwrap();
         assert_eq!(
             p.env,
             vec![
@@ -367,7 +388,7 @@ mod tests {
             }),
             "EXPOSE still mapped"
         );
-        let p = plan(5, &s, &i, &host(), &[], &[]).unwrap();
+        let p = plan(5, &s, &i, &host(), &[], &[], None).unwrap();
         assert_eq!(p.entrypoint, vec!["/.berth/init"]);
         assert!(p.cmd.is_empty(), "the image's CMD is not run");
         assert_eq!(p.user.as_deref(), Some("0"));
@@ -391,7 +412,29 @@ mod tests {
 
     #[test]
     fn entrypoint_mode_mounts_nothing() {
-        let p = plan(5, &spec(), &image(), &host(), &[], &[]).unwrap();
+        let p = plan(5, &spec(), &image(), &host(), &[], &[], None).unwrap();
         assert!(p.mounts.is_empty() && p.user.is_none());
+    }
+
+    #[test]
+    fn jupyter_mode_is_ssh_mode_plus_8080_and_the_token() {
+        let mut s = spec();
+        s.mode = LaunchMode::Jupyter;
+        let wanted = wanted_ports(&s, &image()).unwrap();
+        assert!(wanted.contains(&PortSpec {
+            port: 22,
+            proto: PortProto::Tcp
+        }));
+        assert!(wanted.contains(&PortSpec {
+            port: 8080,
+            proto: PortProto::Tcp
+        }));
+        let p = plan(9, &s, &image(), &host(), &[], &[], Some("tok")).unwrap();
+        assert_eq!(p.entrypoint, vec!["/.berth/init"]);
+        assert!(p.env.contains(&"JUPYTER_TOKEN=tok".to_string()));
+        assert_eq!(
+            plan(9, &s, &image(), &host(), &[], &[], None),
+            Err(PlanError::NoJupyterToken)
+        );
     }
 }

@@ -5,9 +5,11 @@ use crate::auth::now_ms;
 use crate::error::ApiError;
 use axum::extract::ws::{Message, WebSocket};
 use berth_core::protocol::{
-    decode_log_frame, ActualInstance, AgentMessage, DesiredInstance, HostFacts, ServerMessage,
-    PROTOCOL_VERSION, REPORT_INTERVAL_SECS,
+    decode_log_frame, ActualInstance, AgentMessage, DesiredInstance, HostFacts, JupyterMaterial,
+    ServerMessage, PROTOCOL_VERSION, REPORT_INTERVAL_SECS,
 };
+use berth_core::spec::TlsMaterial;
+use berth_core::LaunchMode;
 use berth_store::Store;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -30,6 +32,7 @@ pub struct Hub {
 
 struct HubInner {
     store: Store,
+    ca: Arc<berth_ca::Ca>,
     deployment: String,
     shutdown: CancellationToken,
     agents: Mutex<HashMap<String, AgentHandle>>,
@@ -46,10 +49,16 @@ struct AgentHandle {
 }
 
 impl Hub {
-    pub fn new(store: Store, deployment: String, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        store: Store,
+        ca: Arc<berth_ca::Ca>,
+        deployment: String,
+        shutdown: CancellationToken,
+    ) -> Self {
         Hub {
             inner: Arc::new(HubInner {
                 store,
+                ca,
                 deployment,
                 shutdown,
                 agents: Mutex::new(HashMap::new()),
@@ -159,6 +168,7 @@ impl Hub {
 
         let welcome = ServerMessage::Welcome {
             deployment: self.inner.deployment.clone(),
+            ca_cert_pem: Some(self.inner.ca.cert_pem().to_string()),
         };
         let mut ok = send(&mut ws, &welcome).await;
         if ok {
@@ -239,7 +249,7 @@ impl Hub {
     }
 
     async fn send_desired(&self, ws: &mut WebSocket, host: &str) -> bool {
-        match desired_set(&self.inner.store, host).await {
+        match desired_set(&self.inner.store, &self.inner.ca, host).await {
             Ok(instances) => send(ws, &ServerMessage::Desired { instances }).await,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the desired set");
@@ -271,27 +281,41 @@ impl Hub {
     }
 }
 
+/// A jupyter certificate is renewed when it has fewer days than this left.
+const RENEW_BEFORE_SECS: i64 = 30 * 86_400;
+/// How long a jupyter certificate is valid.
+const CERT_VALID_FOR: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
+
 /// The full desired set of `host`: its instances, with the authorized keys of ssh and
-/// jupyter instances (the owner's account keys, then the instance's own).
+/// jupyter instances (the owner's account keys, then the instance's own), and for jupyter
+/// instances the token and a certificate naming the host's current IP and DNS names
+/// (issued anew when those change or the certificate nears its end).
 async fn desired_set(
     store: &Store,
+    ca: &berth_ca::Ca,
     host: &str,
-) -> Result<Vec<DesiredInstance>, berth_store::StoreError> {
-    let rows = store.list_host_instances(host).await?;
+) -> Result<Vec<DesiredInstance>, String> {
+    let rows = store
+        .list_host_instances(host)
+        .await
+        .map_err(|e| e.to_string())?;
+    let facts = store
+        .get_host(host)
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|h| h.facts);
     let mut account_keys: HashMap<String, Vec<String>> = HashMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let ssh_keys = if r.spec.mode == berth_core::LaunchMode::Entrypoint {
+        let ssh_keys = if r.spec.mode == LaunchMode::Entrypoint {
             Vec::new()
         } else {
             if !account_keys.contains_key(&r.owner) {
                 let keys = store
                     .list_ssh_keys(&r.owner)
-                    .await?
-                    .into_iter()
-                    .map(|k| k.key)
-                    .collect();
-                account_keys.insert(r.owner.clone(), keys);
+                    .await
+                    .map_err(|e| e.to_string())?;
+                account_keys.insert(r.owner.clone(), keys.into_iter().map(|k| k.key).collect());
             }
             account_keys[&r.owner]
                 .iter()
@@ -299,14 +323,77 @@ async fn desired_set(
                 .cloned()
                 .collect()
         };
+        let jupyter = match (&r.spec.mode, &facts) {
+            (LaunchMode::Jupyter, Some(facts)) => {
+                Some(jupyter_material(store, ca, &r, facts).await?)
+            }
+            _ => None,
+        };
         out.push(DesiredInstance {
             id: r.id,
             spec: r.spec,
             run: r.run,
             ssh_keys,
+            jupyter,
         });
     }
     Ok(out)
+}
+
+async fn jupyter_material(
+    store: &Store,
+    ca: &berth_ca::Ca,
+    row: &berth_store::InstanceRow,
+    facts: &HostFacts,
+) -> Result<JupyterMaterial, String> {
+    let mut secrets = row.secrets.clone();
+    let mut changed = false;
+    if secrets.jupyter_token.is_none() {
+        secrets.jupyter_token = Some(crate::auth::random_hex(24));
+        changed = true;
+    }
+    let mut names = vec![facts.public_ip.clone()];
+    names.extend(facts.dns_names.iter().cloned());
+    let now = now_ms() / 1000;
+    let current = secrets
+        .tls
+        .clone()
+        .filter(|t| t.names == names && t.not_after_unix - now > RENEW_BEFORE_SECS);
+    let tls = match current {
+        Some(t) => t,
+        None => {
+            let ips: Vec<std::net::IpAddr> = names.iter().filter_map(|n| n.parse().ok()).collect();
+            let dns: Vec<String> = names
+                .iter()
+                .filter(|n| n.parse::<std::net::IpAddr>().is_err())
+                .cloned()
+                .collect();
+            let issued = ca
+                .issue_server(&ips, &dns, CERT_VALID_FOR)
+                .map_err(|e| format!("cannot issue the certificate of instance {}: {e}", row.id))?;
+            tracing::info!(instance = row.id, ?names, "issued a jupyter certificate");
+            let t = TlsMaterial {
+                cert_pem: issued.cert_pem,
+                key_pem: issued.key_pem,
+                names,
+                not_after_unix: issued.not_after_unix,
+            };
+            secrets.tls = Some(t.clone());
+            changed = true;
+            t
+        }
+    };
+    if changed {
+        store
+            .set_secrets(row.id, &secrets)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(JupyterMaterial {
+        token: secrets.jupyter_token.unwrap_or_default(),
+        cert_pem: tls.cert_pem,
+        key_pem: tls.key_pem,
+    })
 }
 
 async fn send(ws: &mut WebSocket, m: &ServerMessage) -> bool {

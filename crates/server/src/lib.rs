@@ -25,7 +25,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// `sqlite:…` or `postgres://…`; `None` means SQLite in `data_dir`.
     pub db_url: Option<String>,
-    /// Keeps the SQLite database and the admin API key file.
+    /// Keeps the SQLite database, the admin API key file and the deployment's certificate
+    /// authority (`ca.key`, `ca.crt`).
     pub data_dir: PathBuf,
 }
 
@@ -33,6 +34,8 @@ pub struct ServerConfig {
 pub enum ServerError {
     #[error("store: {0}")]
     Store(#[from] berth_store::StoreError),
+    #[error("certificate authority: {0}")]
+    Ca(#[from] berth_ca::CaError),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -81,6 +84,8 @@ pub(crate) struct AppState {
     pub store: Store,
     pub hub: Hub,
     pub agent_token: Secret,
+    /// The deployment's certificate authority (served at `/api/v1/ca.crt`).
+    pub ca: Arc<berth_ca::Ca>,
 }
 
 pub(crate) type App = Arc<AppState>;
@@ -109,6 +114,10 @@ pub async fn start(
             .await?,
     );
     let admin_api_key = auth::bootstrap_admin(&store, &config.data_dir, now).await?;
+    let ca = Arc::new(berth_ca::Ca::load_or_create(
+        &config.data_dir,
+        &format!("berth CA {deployment}"),
+    )?);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -121,11 +130,17 @@ pub async fn start(
         source,
     })?;
 
-    let hub = Hub::new(store.clone(), deployment.clone(), shutdown.clone());
+    let hub = Hub::new(
+        store.clone(),
+        ca.clone(),
+        deployment.clone(),
+        shutdown.clone(),
+    );
     let state = Arc::new(AppState {
         store,
         hub: hub.clone(),
         agent_token: agent_token.clone(),
+        ca,
     });
     let router = api::router(state);
     tracing::info!(%addr, db = %redact_db_url(&db_url), %deployment, "server listening");

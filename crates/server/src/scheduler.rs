@@ -66,6 +66,7 @@ mod tests {
                         uuid: format!("u{i}"),
                     })
                     .collect(),
+                dns_names: vec![],
                 docker_version: "x".into(),
                 agent_version: "x".into(),
             },

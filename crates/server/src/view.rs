@@ -54,11 +54,37 @@ pub fn instance(row: &InstanceRow, public_ip: &str, host_online: bool) -> api::I
         onstart: row.spec.onstart.clone(),
         direct: row.spec.direct,
         ssh_host_keys: actual.map(|a| a.ssh_host_keys.clone()).unwrap_or_default(),
+        jupyter_lab: row.spec.jupyter_lab,
+        jupyter_dir: row.spec.jupyter_dir.clone(),
+        jupyter_token: row.secrets.jupyter_token.clone(),
+        jupyter_url: jupyter_url(row, public_ip),
         container_id: actual.and_then(|a| a.container_id.clone()),
         created_at: rfc3339(row.created_at_ms),
         started_at: actual.and_then(|a| a.started_at.clone()),
     }
 }
+
+/// `https://IP:PORT/?token=…` (or `/lab?token=…`) for a jupyter instance whose 8080 is mapped.
+fn jupyter_url(row: &InstanceRow, public_ip: &str) -> Option<String> {
+    let token = row.secrets.jupyter_token.as_ref()?;
+    let port = row
+        .actual
+        .as_ref()?
+        .ports
+        .iter()
+        .find(|m| m.internal == JUPYTER_PORT)?
+        .external;
+    let host = if public_ip.contains(':') {
+        format!("[{public_ip}]")
+    } else {
+        public_ip.to_string()
+    };
+    let path = if row.spec.jupyter_lab { "lab" } else { "tree" };
+    Some(format!("https://{host}:{port}/{path}?token={token}"))
+}
+
+/// Jupyter's internal port.
+pub const JUPYTER_PORT: u16 = 8080;
 
 fn phase_state(
     phase: &Phase,
@@ -107,6 +133,7 @@ mod tests {
             actual,
             created_at_ms: 0,
             extra_keys: vec![],
+            secrets: Default::default(),
         }
     }
     fn actual(phase: Phase, applied: RunState) -> ActualInstance {

@@ -1,6 +1,7 @@
 //! Instances: what each is asked to be (spec, run state) and what its agent last reported.
 use crate::{from_json, is_foreign_key_violation, to_json, Store, StoreError};
 use berth_core::protocol::{ActualInstance, RunState};
+use berth_core::spec::InstanceSecrets;
 use berth_core::InstanceSpec;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -22,13 +23,15 @@ pub struct InstanceRow {
     pub created_at_ms: i64,
     /// authorized_keys lines attached to this instance only.
     pub extra_keys: Vec<String>,
+    /// What berth made for the instance (jupyter token, TLS material).
+    pub secrets: InstanceSecrets,
 }
 
 /// `SELECT <every column> FROM instances <tail>`, as a `&'static str`.
 macro_rules! select {
     ($tail:literal) => {
         concat!(
-            "SELECT id, owner, host, spec, run, actual, created_at_ms, extra_keys FROM instances ",
+            "SELECT id, owner, host, spec, run, actual, created_at_ms, extra_keys, secrets FROM instances ",
             $tail
         )
     };
@@ -40,6 +43,7 @@ fn instance_from_row(row: &AnyRow) -> Result<InstanceRow, StoreError> {
     let run: String = row.try_get("run")?;
     let actual: Option<String> = row.try_get("actual")?;
     let extra_keys: String = row.try_get("extra_keys")?;
+    let secrets: String = row.try_get("secrets")?;
     Ok(InstanceRow {
         id,
         owner: row.try_get("owner")?,
@@ -51,6 +55,7 @@ fn instance_from_row(row: &AnyRow) -> Result<InstanceRow, StoreError> {
             .transpose()?,
         created_at_ms: row.try_get("created_at_ms")?,
         extra_keys: from_json(|| format!("extra keys of instance {id}"), &extra_keys)?,
+        secrets: from_json(|| format!("secrets of instance {id}"), &secrets)?,
     })
 }
 
@@ -154,6 +159,21 @@ impl Store {
         let r = sqlx::query("UPDATE instances SET actual = $2 WHERE id = $1")
             .bind(id)
             .bind(actual)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Sets what berth made for instance `id`; `false` if there is no such instance.
+    pub async fn set_secrets(
+        &self,
+        id: i64,
+        secrets: &InstanceSecrets,
+    ) -> Result<bool, StoreError> {
+        let secrets = to_json("instance secrets", secrets)?;
+        let r = sqlx::query("UPDATE instances SET secrets = $2 WHERE id = $1")
+            .bind(id)
+            .bind(secrets)
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() > 0)

@@ -21,6 +21,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0002_ssh_keys.sql"),
         include_str!("../migrations/postgres/0002_ssh_keys.sql"),
     ),
+    (
+        3,
+        "instance secrets",
+        include_str!("../migrations/sqlite/0003_instance_secrets.sql"),
+        include_str!("../migrations/postgres/0003_instance_secrets.sql"),
+    ),
 ];
 
 /// The migrator for `backend`; each migration runs in its own transaction.

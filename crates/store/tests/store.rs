@@ -224,6 +224,8 @@ fn spec(image: &str) -> InstanceSpec {
         gpus: 0,
         onstart: None,
         direct: false,
+        jupyter_lab: false,
+        jupyter_dir: None,
     }
 }
 
@@ -259,6 +261,8 @@ fn full_spec() -> InstanceSpec {
         gpus: 2,
         onstart: Some("#!/bin/bash\necho 'on' \"$X\"\n".to_string()),
         direct: true,
+        jupyter_lab: true,
+        jupyter_dir: Some("/workspace dir".to_string()),
     }
 }
 
@@ -282,6 +286,7 @@ fn facts(name: &str, ip: &str) -> HostFacts {
                 uuid: "GPU-0001".into(),
             },
         ],
+        dns_names: vec!["gpu1.example.org".into()],
         docker_version: "26.1.5".into(),
         agent_version: "0.1.0".into(),
     }
@@ -868,5 +873,31 @@ async fn ssh_keys(db: Db) {
     assert!(s.set_instance_keys(id, &keys).await.unwrap());
     assert_eq!(s.get_instance(id).await.unwrap().unwrap().extra_keys, keys);
     assert!(!s.set_instance_keys(id + 1000, &keys).await.unwrap());
+
+    // Secrets berth makes for an instance.
+    assert_eq!(
+        s.get_instance(id).await.unwrap().unwrap().secrets,
+        Default::default()
+    );
+    let secrets = berth_core::spec::InstanceSecrets {
+        jupyter_token: Some("tok".into()),
+        tls: Some(berth_core::spec::TlsMaterial {
+            cert_pem: "-----BEGIN CERTIFICATE-----\nx\n".into(),
+            key_pem: "-----BEGIN PRIVATE KEY-----\ny\n".into(),
+            names: vec!["127.0.0.1".into(), "localhost".into()],
+            not_after_unix: 1_900_000_000,
+        }),
+    };
+    assert!(s.set_secrets(id, &secrets).await.unwrap());
+    assert_eq!(
+        db.open()
+            .await
+            .get_instance(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .secrets,
+        secrets
+    );
     drop(db.open().await);
 }

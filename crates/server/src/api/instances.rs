@@ -48,6 +48,13 @@ pub async fn create(
         )
         .await?;
     tracing::info!(instance = id, owner = %user.name, %host, image = %spec.image, mode = %spec.mode, "instance created");
+    if spec.mode == berth_core::LaunchMode::Jupyter {
+        let secrets = berth_core::spec::InstanceSecrets {
+            jupyter_token: Some(crate::auth::random_hex(24)),
+            tls: None,
+        };
+        app.store.set_secrets(id, &secrets).await?;
+    }
     app.hub.desired_changed(&host);
     Ok((StatusCode::CREATED, Json(api::Created { id })))
 }

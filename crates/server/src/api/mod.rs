@@ -1,4 +1,5 @@
 //! The REST API under `/api/v1` and the agent endpoint.
+mod ca;
 mod hosts;
 mod instances;
 mod keys;
@@ -21,6 +22,7 @@ const MAX_BODY: usize = 1024 * 1024;
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/ca.crt", get(ca::cert))
         .route("/api/v1/me", get(me))
         .route(
             "/api/v1/instances",

@@ -1,0 +1,398 @@
+//! The jupyter launch mode, end to end: Jupyter over HTTPS with a certificate from berth's
+//! own CA, trusted by a client that trusts ONLY that CA; token auth; a kernel evaluating
+//! `1+1` over its WebSocket; JupyterLab; ssh into the same instance; certificates that
+//! follow the host's public IP.
+mod common;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use rustls_pki_types::pem::PemObject;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const JUPYTER_IMAGE: &str = "berth-test/jupyter";
+
+fn jupyter_port(v: &serde_json::Value) -> u16 {
+    v["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["internal"] == 8080)
+        .unwrap_or_else(|| panic!("no 8080 in {v:#}"))["external"]
+        .as_u64()
+        .unwrap() as u16
+}
+
+/// A client that trusts only berth's CA.
+fn trusting(ca_pem: &[u8]) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(ca_pem).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .build()
+        .unwrap()
+}
+
+/// The SANs of the certificate served on 127.0.0.1:port, as openssl prints them.
+fn served_sans(port: u16) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} </dev/null 2>/dev/null | openssl x509 -noout -ext subjectAltName"
+        ))
+        .output()
+        .expect("openssl is needed");
+    stdout(&out)
+}
+
+/// Runs `1+1` in a new kernel through Jupyter's REST API and the kernel's WebSocket,
+/// over TLS that verifies against berth's CA; returns what the kernel printed.
+async fn one_plus_one(ca_pem: &[u8], port: u16, token: &str) -> String {
+    let http = trusting(ca_pem);
+    let base = format!("https://127.0.0.1:{port}");
+    let kernel: serde_json::Value = http
+        .post(format!("{base}/api/kernels?token={token}"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = kernel["id"].as_str().unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let url = format!("wss://127.0.0.1:{port}/api/kernels/{kid}/channels?token={token}");
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .expect("kernel websocket");
+    let msg_id = format!("berth-test-{}", rand::random::<u32>());
+    let request = serde_json::json!({
+        "header": {"msg_id": msg_id, "username": "test", "session": "berth-test", "msg_type": "execute_request", "version": "5.3", "date": "2026-01-01T00:00:00Z"},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": "1+1", "silent": false, "store_history": false, "user_expressions": {}, "allow_stdin": false, "stop_on_error": true},
+    });
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        request.to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, ws.next())
+            .await
+            .expect("no execute_result within 60 s")
+            .unwrap()
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if v["msg_type"] == "execute_result" && v["parent_header"]["msg_id"] == msg_id.as_str()
+            {
+                return v["content"]["data"]["text/plain"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jupyter_over_https_with_berths_ca() {
+    require_docker_and_images(&[JUPYTER_IMAGE]);
+    let b = Berth::up();
+    let key = KeyPair::new(&b.dir, "k");
+    b.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let ca_path = b.dir.join("berth-ca.crt");
+    b.ok(&["cert", "--out", ca_path.to_str().unwrap()]);
+    let ca_pem = std::fs::read(&ca_path).unwrap();
+    // The CA is also served without a key.
+    let served = reqwest::get(format!("{}/api/v1/ca.crt", b.url))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(served.as_ref(), ca_pem.as_slice());
+
+    let id = b.create(&[
+        JUPYTER_IMAGE,
+        "--jupyter",
+        "--onstart-cmd",
+        "echo onstart in jupyter mode",
+        "--wait",
+    ]);
+    let v = b.wait_state(id, "running");
+    let port = jupyter_port(&v);
+    let token = v["jupyter_token"].as_str().unwrap().to_string();
+    assert!(token.len() >= 32, "{token}");
+
+    // "running" means Jupyter answers over TLS, verified against berth's CA only.
+    let http = trusting(&ca_pem);
+    let base = format!("https://127.0.0.1:{port}");
+    let api: serde_json::Value = http
+        .get(format!("{base}/api"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(api["version"].as_str().is_some(), "{api}");
+    // Without berth's CA the same request fails certificate verification.
+    let stranger = reqwest::Client::new();
+    let err = stranger
+        .get(format!("{base}/api"))
+        .send()
+        .await
+        .expect_err("must not be trusted without berth's CA");
+    let chain = format!("{err:?}");
+    assert!(
+        chain.contains("Certificate")
+            || chain.contains("certificate")
+            || chain.contains("UnknownIssuer"),
+        "{chain}"
+    );
+    // The token is required.
+    let s = http
+        .get(format!("{base}/api/kernels?token=wrong"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s.as_u16(), 403);
+    let s = http
+        .get(format!("{base}/api/kernels"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s.as_u16(), 403);
+    let s = http
+        .get(format!("{base}/api/kernels?token={token}"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s.as_u16(), 200);
+    // A kernel evaluates 1+1 over its WebSocket.
+    assert_eq!(one_plus_one(&ca_pem, port, &token).await, "2");
+
+    // The certificate names PUBLIC_IPADDR; ssh into the same instance works.
+    let kh = b.dir.join("known_hosts");
+    let out = ssh(
+        ssh_port(&v),
+        &key.private,
+        &kh,
+        &[],
+        "echo $PUBLIC_IPADDR; echo ${#JUPYTER_TOKEN}",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    assert_eq!(
+        lines[1],
+        token.len().to_string(),
+        "the token reaches ssh sessions"
+    );
+    let sans = served_sans(port);
+    assert!(sans.contains(&format!("IP Address:{}", lines[0])), "{sans}");
+    assert!(sans.contains("DNS:localhost"), "{sans}");
+    b.wait_logs_onstart(id, "onstart in jupyter mode");
+
+    // berth jupyter prints the working direct URL with the token.
+    let url = b.ok(&["jupyter", &id.to_string()]).trim().to_string();
+    assert_eq!(url, format!("https://127.0.0.1:{port}/tree?token={token}"));
+    assert_eq!(http.get(&url).send().await.unwrap().status().as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jupyter_lab_and_missing_jupyter() {
+    require_docker_and_images(&[JUPYTER_IMAGE, SSH_IMAGE]);
+    let b = Berth::up();
+    let ca_pem = reqwest::get(format!("{}/api/v1/ca.crt", b.url))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let id = b.create(&[
+        JUPYTER_IMAGE,
+        "--jupyter",
+        "--jupyter-lab",
+        "--jupyter-dir",
+        "/srv",
+        "--wait",
+    ]);
+    let v = b.wait_state(id, "running");
+    let (port, token) = (jupyter_port(&v), v["jupyter_token"].as_str().unwrap());
+    let http = trusting(&ca_pem);
+    let lab = http
+        .get(format!("https://127.0.0.1:{port}/lab?token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lab.status().as_u16(), 200);
+    assert!(lab.text().await.unwrap().contains("JupyterLab"));
+    assert_eq!(one_plus_one(&ca_pem, port, token).await, "2");
+    let contents: serde_json::Value = http
+        .get(format!(
+            "https://127.0.0.1:{port}/api/contents?token={token}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(contents["path"], "", "{contents}");
+
+    // An image without the Jupyter asked for fails with the reason, at once.
+    let err = b.fails(&["create", SSH_IMAGE, "--jupyter", "--wait"]);
+    assert!(
+        err.contains("Jupyter Notebook") || err.contains("jupyter-notebook"),
+        "{err}"
+    );
+    let err = b.fails(&[
+        "create",
+        JUPYTER_IMAGE,
+        "--jupyter",
+        "--jupyter-dir",
+        "/no/such/dir",
+        "--wait",
+    ]);
+    assert!(err.contains("/no/such/dir"), "{err}");
+}
+
+/// The certificate follows the host's public IP: restart the agent with another
+/// --public-ip, stop/start the instance, and the new certificate names the new IP.
+#[test]
+fn certificate_follows_a_new_public_ip() {
+    require_docker_and_images(&[JUPYTER_IMAGE]);
+    let dir = temp_dir("jupyter-ip");
+    let data = dir.join("data");
+    let mut server = spawn_berth(
+        &[
+            "server",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        &dir.join("server.log"),
+        "run agents with:",
+    );
+    let url = server.field("API:");
+    let admin = server.field("admin key:");
+    let token = server.field("agent token:");
+    let (first, last) = port_block();
+    let ports = format!("{first}-{last}");
+    let agent_data = dir.join("agent");
+    let agent = |ip: &str, n: u32| {
+        Command::new(berth_bin())
+            .args([
+                "agent",
+                "--server",
+                &url,
+                "--token",
+                &token,
+                "--name",
+                "ip-host",
+                "--ports",
+                &ports,
+                "--public-ip",
+                ip,
+                "--data-dir",
+            ])
+            .arg(&agent_data)
+            .stderr(std::fs::File::create(dir.join(format!("agent-{n}.log"))).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let cli = |args: &[&str]| -> String {
+        let out = Command::new(berth_bin())
+            .args(args)
+            .env("BERTH_CONFIG", dir.join("none.json"))
+            .env("BERTH_URL", &url)
+            .env("BERTH_API_KEY", &admin)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "berth {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let wait_running = |id: &str| -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let v: serde_json::Value = serde_json::from_str(&cli(&["show", id, "--json"])).unwrap();
+            if v["state"] == "running" {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "never running: {v:#}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let mut a = agent("127.0.0.1", 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cli(&["hosts"]).contains("ip-host  yes") {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let id = cli(&["create", JUPYTER_IMAGE, "--jupyter"])
+        .trim()
+        .to_string();
+    let v = wait_running(&id);
+    let port = jupyter_port(&v);
+    let cid = v["container_id"].as_str().unwrap().to_string();
+    let deployment = inspect(&cid, "{{index .Config.Labels \"berth.deployment\"}}");
+    assert!(served_sans(port).contains("IP Address:127.0.0.1"));
+
+    terminate(&mut a);
+    let mut a = agent("127.0.0.2", 1);
+    cli(&["stop", &id]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v: serde_json::Value = serde_json::from_str(&cli(&["show", &id, "--json"])).unwrap();
+        if v["state"] == "stopped" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never stopped: {v:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    cli(&["start", &id]);
+    let v = wait_running(&id);
+    assert_eq!(v["public_ip"], "127.0.0.2");
+    let sans = served_sans(jupyter_port(&v));
+    assert!(
+        sans.contains("IP Address:127.0.0.2") && !sans.contains("IP Address:127.0.0.1"),
+        "{sans}"
+    );
+    assert!(
+        v["jupyter_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127.0.0.2:"),
+        "{v:#}"
+    );
+
+    terminate(&mut a);
+    terminate(&mut server.child);
+    remove_containers(&deployment);
+    let _ = std::fs::remove_dir_all(&dir);
+}
