@@ -6,7 +6,11 @@
 //! - `berth-bench ssh` times, interleaved, berth's create→ssh-ready (the first successful
 //!   `ssh … true`) against `docker run -d` of the same image running its own `sshd -D`
 //!   until the same `ssh … true` succeeds; then the time of one `ssh … true` to each.
-//! - `berth-bench all` runs both with their defaults, for one output to quote.
+//! - `berth-bench jupyter` times, interleaved, berth's create→jupyter-ready (the first
+//!   `GET /api` answering 200 over TLS verified against berth's CA only) against
+//!   `docker run -d` of the same image starting the same Jupyter the same way by hand,
+//!   with a throwaway certificate, until the same answer over TLS that trusts only it.
+//! - `berth-bench all` runs all three with their defaults, for one output to quote.
 #![forbid(unsafe_code)]
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -22,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Host ports berth may hand out (for the images' EXPOSE ports and ssh's port 22).
 const PORTS: &str = "28000-28099";
@@ -41,6 +45,18 @@ const SSH_RETRY: Duration = Duration::from_millis(20);
 const ALIVE_EVERY: u32 = 25;
 /// How many `ssh … true` are timed against each running container.
 const LOGIN_RUNS: u32 = 20;
+/// Defaults of `jupyter`.
+const JUPYTER_RUNS: u32 = 8;
+const JUPYTER_IMAGE: &str = "berth-test/jupyter";
+/// Jupyter's port inside the container (berth's default in jupyter mode).
+const JUPYTER_PORT: u16 = 8080;
+/// How often `GET /api` is tried (start to start) until it answers 200.
+const API_RETRY: Duration = Duration::from_millis(20);
+/// How long one `GET /api` may take (connect, and again for the whole request). Jupyter
+/// binds its port before it serves, and a request sent meanwhile is answered once it does.
+const API_TIMEOUT: Duration = Duration::from_secs(5);
+/// Where the hand-run Jupyter finds its certificate and key (mounted read-only).
+const HAND_TLS_DIR: &str = "/bench-tls";
 /// How long anything may take before the benchmark gives up.
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Label on the containers the benchmark runs by hand, so that cleanup finds every one.
@@ -69,7 +85,10 @@ enum Cmd {
     /// Time berth's create→ssh-ready against `docker run -d` of the image's sshd,
     /// interleaved run by run; then `ssh … true` to a running container of each.
     Ssh(SshArgs),
-    /// `launch`, then `ssh`, each with its defaults.
+    /// Time berth's create→jupyter-ready against `docker run -d` of the image's Jupyter,
+    /// interleaved run by run.
+    Jupyter(JupyterArgs),
+    /// `launch`, then `ssh`, then `jupyter`, each with its defaults.
     All(AllArgs),
 }
 
@@ -108,6 +127,19 @@ struct SshArgs {
 }
 
 #[derive(clap::Args)]
+struct JupyterArgs {
+    /// Timed runs of each, after one untimed warm-up round.
+    #[arg(long, default_value_t = JUPYTER_RUNS, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// The image to launch; it must have `jupyter-notebook` in its PATH, and ssh-keygen
+    /// and /usr/sbin/sshd for berth's jupyter mode.
+    #[arg(long, default_value = JUPYTER_IMAGE)]
+    image: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(clap::Args)]
 struct AllArgs {
     /// The berth binary.
     #[arg(long, default_value = "target/release/berth")]
@@ -121,6 +153,7 @@ async fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Launch(a) => launch(&a, &stop).await,
         Cmd::Ssh(a) => ssh(&a, &stop).await,
+        Cmd::Jupyter(a) => jupyter(&a, &stop).await,
         Cmd::All(a) => all(a, &stop).await,
     };
     match result {
@@ -179,6 +212,11 @@ async fn all(a: AllArgs, stop: &AtomicBool) -> Result<()> {
         image: SSH_IMAGE.into(),
         common: common(),
     };
+    let jupyter_args = JupyterArgs {
+        runs: JUPYTER_RUNS,
+        image: JUPYTER_IMAGE.into(),
+        common: common(),
+    };
     println!(
         "## launch: create→running ({}, {} runs)\n",
         launch_args.image, launch_args.runs
@@ -188,7 +226,12 @@ async fn all(a: AllArgs, stop: &AtomicBool) -> Result<()> {
         "\n## ssh: create→ssh-ready ({}, {} runs)\n",
         ssh_args.image, ssh_args.runs
     );
-    ssh(&ssh_args, stop).await
+    ssh(&ssh_args, stop).await?;
+    println!(
+        "\n## jupyter: create→jupyter-ready ({}, {} runs)\n",
+        jupyter_args.image, jupyter_args.runs
+    );
+    jupyter(&jupyter_args, stop).await
 }
 
 /// What a benchmark body gets: the API of a `berth up` whose agent is online, a temp dir
@@ -564,13 +607,15 @@ where
     }
 }
 
-/// How one launch went to ssh-ready.
+/// How one launch went to ready (ssh-ready, jupyter-ready).
 #[derive(Clone, Copy)]
-struct SshReady {
-    /// From the create request (or `docker run`) to the first successful `ssh … true`.
+struct Ready {
+    /// From the create request (or `docker run`) to the first success of the probe
+    /// (`ssh … true`, `GET /api`).
     ready: Duration,
-    /// From the same start until the host port of internal 22 was known.
+    /// From the same start until the host port of the probed internal port was known.
     port_known: Duration,
+    /// How many probes it took.
     tries: u32,
 }
 
@@ -579,7 +624,7 @@ struct BerthSsh {
     path: String,
     container: String,
     port: u16,
-    ready: SshReady,
+    ready: Ready,
 }
 
 impl BerthSsh {
@@ -593,7 +638,7 @@ impl BerthSsh {
             // The port is in the instance once its container exists.
             let (port, container) = loop {
                 let inst = api.send(Method::GET, &path, None).await?;
-                if let Some(port) = ssh_port(&inst) {
+                if let Some(port) = host_port(&inst, 22) {
                     let cid = inst["container_id"]
                         .as_str()
                         .context("an instance with ports but no container")?;
@@ -629,7 +674,7 @@ impl BerthSsh {
                 path: path.clone(),
                 container,
                 port,
-                ready: SshReady {
+                ready: Ready {
                     ready: t0.elapsed(),
                     port_known,
                     tries,
@@ -650,12 +695,12 @@ impl BerthSsh {
     }
 }
 
-/// The host port of internal TCP port 22 in an instance's JSON, once it has one.
-fn ssh_port(inst: &Value) -> Option<u16> {
+/// The host port of an internal TCP port in an instance's JSON, once it has one.
+fn host_port(inst: &Value, internal: u16) -> Option<u16> {
     inst["ports"]
         .as_array()?
         .iter()
-        .find(|p| p["internal"] == 22 && p["proto"].as_str().is_none_or(|s| s == "tcp"))?
+        .find(|p| p["internal"] == internal && p["proto"].as_str().is_none_or(|s| s == "tcp"))?
         ["external"]
         .as_u64()
         .and_then(|p| u16::try_from(p).ok())
@@ -663,7 +708,7 @@ fn ssh_port(inst: &Value) -> Option<u16> {
 
 /// One berth launch to ssh-ready; then the instance is destroyed and its container
 /// waited out.
-async fn berth_ssh_once(api: &Api, image: &str, key: &SshKey) -> Result<SshReady> {
+async fn berth_ssh_once(api: &Api, image: &str, key: &SshKey) -> Result<Ready> {
     let inst = BerthSsh::create(api, image, key).await?;
     let ready = inst.ready;
     inst.remove(api).await?;
@@ -676,7 +721,7 @@ async fn berth_ssh_once(api: &Api, image: &str, key: &SshKey) -> Result<SshReady
 struct HandSshd {
     id: String,
     port: u16,
-    ready: SshReady,
+    ready: Ready,
 }
 
 impl HandSshd {
@@ -705,8 +750,8 @@ impl HandSshd {
             SSHD_SCRIPT,
         ];
         let id = docker(&run).await?;
-        let up: Result<(u16, SshReady)> = async {
-            let port = docker_port(&id).await?;
+        let up: Result<(u16, Ready)> = async {
+            let port = docker_port(&id, 22).await?;
             let port_known = t0.elapsed();
             let alive = || async {
                 let running = docker(&["inspect", "-f", "{{.State.Running}}", &id]).await?;
@@ -718,7 +763,7 @@ impl HandSshd {
             let tries = until_ssh(port, key, t0, alive).await?;
             Ok((
                 port,
-                SshReady {
+                Ready {
                     ready: t0.elapsed(),
                     port_known,
                     tries,
@@ -761,20 +806,498 @@ async fn container_log(id: &str) -> String {
     }
 }
 
-/// The host port Docker published for the container's 22/tcp.
-async fn docker_port(id: &str) -> Result<u16> {
-    let out = docker(&["port", id, "22/tcp"]).await?;
+/// The host port Docker published for the container's `internal`/tcp.
+async fn docker_port(id: &str, internal: u16) -> Result<u16> {
+    let spec = format!("{internal}/tcp");
+    let out = docker(&["port", id, &spec]).await?;
     out.lines()
         .find_map(|l| l.trim().rsplit_once(':')?.1.parse().ok())
-        .with_context(|| format!("`docker port {id} 22/tcp` said {out:?}"))
+        .with_context(|| format!("`docker port {id} {spec}` said {out:?}"))
 }
 
 /// One hand-run sshd to ssh-ready; the container is then removed (not timed).
-async fn docker_ssh_once(image: &str, key: &SshKey, label: &str) -> Result<SshReady> {
+async fn docker_ssh_once(image: &str, key: &SshKey, label: &str) -> Result<Ready> {
     let hand = HandSshd::run(image, key, label).await?;
     let ready = hand.ready;
     hand.remove().await?;
     Ok(ready)
+}
+
+/// A client for `GET /api` that trusts only the certificate(s) in `pem`, with a fresh
+/// connection per request (the two launchers get the same, and a port that a later
+/// container reuses never meets a pooled connection to an earlier one).
+fn tls_client(pem: &[u8]) -> Result<reqwest::Client> {
+    let cert = reqwest::Certificate::from_pem(pem).context("not a PEM certificate")?;
+    reqwest::Client::builder()
+        .tls_certs_only([cert])
+        .pool_max_idle_per_host(0)
+        .connect_timeout(API_TIMEOUT)
+        .timeout(API_TIMEOUT)
+        .build()
+        .context("cannot build the TLS client")
+}
+
+async fn jupyter(a: &JupyterArgs, stop: &AtomicBool) -> Result<()> {
+    with_berth("jupyter", &a.common, |cx| async move {
+        let ca = cx.api.ca_cert().await?;
+        let berth_http = tls_client(&ca).context("berth's CA")?;
+        let hand = HandTls::new(&cx.dir)?;
+        let hand_http = tls_client(&hand.cert_pem).context("the hand-run certificate")?;
+        let mut berth_ms = Vec::new();
+        let mut docker_ms = Vec::new();
+        for i in 0..=a.runs {
+            check(stop)?;
+            let b = BerthJupyter::run(&cx.api, &berth_http, &a.image).await?;
+            check(stop)?;
+            let d = HandJupyter::run(&a.image, &hand, &hand_http, &cx.label).await?;
+            let line = format!("berth {}; docker {}", b.describe(), d.describe());
+            if i == 0 {
+                eprintln!("warm-up: {line}");
+            } else {
+                eprintln!("run {i}/{}: {line}", a.runs);
+                berth_ms.push(ms(b.ready.ready));
+                docker_ms.push(ms(d.ready.ready));
+            }
+        }
+        let (bm, bp) = stats(&mut berth_ms);
+        let (dm, dp) = stats(&mut docker_ms);
+        println!("| what | median ms | p90 ms | runs |");
+        println!("|---|---:|---:|---:|");
+        println!(
+            "| berth create→jupyter-ready | {bm:.1} | {bp:.1} | {} |",
+            a.runs
+        );
+        println!("| docker run jupyter | {dm:.1} | {dp:.1} | {} |", a.runs);
+        println!();
+        println!(
+            "note: before Jupyter, berth's instance generates an ed25519 host key, starts \
+             sshd and waits until it accepts (jupyter mode includes ssh mode); the hand-run \
+             starts only Jupyter."
+        );
+        println!();
+        println!(
+            "ratio (berth/docker, medians): {:.2}  target ≤ 1.3",
+            bm / dm
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// Tries `GET https://127.0.0.1:PORT/api` every [`API_RETRY`] (start to start) until it
+/// answers 200; how many tries it took. A certificate that does not verify ends the wait
+/// at once; otherwise, every [`ALIVE_EVERY`] failed tries, `alive` says whether waiting on
+/// is any use (its error ends the wait); gives up [`TIMEOUT`] after `t0`.
+async fn until_api<F, Fut>(
+    http: &reqwest::Client,
+    port: u16,
+    t0: Instant,
+    mut alive: F,
+) -> Result<u32>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let url = format!("https://127.0.0.1:{port}/api");
+    let mut tries = 0;
+    loop {
+        let started = tokio::time::Instant::now();
+        tries += 1;
+        let why = match http.get(&url).send().await {
+            Ok(r) if r.status() == reqwest::StatusCode::OK => return Ok(tries),
+            Ok(r) => format!("answered {}", r.status()),
+            Err(e) => {
+                if format!("{e:?}").contains("InvalidCertificate") {
+                    bail!("GET {url}: the certificate does not verify: {e:#}");
+                }
+                format!("{:#}", anyhow::Error::from(e))
+            }
+        };
+        if t0.elapsed() > TIMEOUT {
+            bail!("GET {url} still fails after {TIMEOUT:?} ({tries} tries): {why}");
+        }
+        if tries % ALIVE_EVERY == 0 {
+            alive()
+                .await
+                .with_context(|| format!("GET {url} fails: {why}"))?;
+        }
+        tokio::time::sleep_until(started + API_RETRY).await;
+    }
+}
+
+/// One berth launch in jupyter mode up to its first `/api` answer, and what the per-run
+/// log tells about it.
+struct BerthJupyter {
+    ready: Ready,
+    /// From the same start until the API said running (after the answer; not timed).
+    running: Duration,
+    /// Moments of the container and of its init, from its log (not timed).
+    phases: String,
+}
+
+impl BerthJupyter {
+    /// Creates the instance, times it to the first `/api` answer, waits for "running",
+    /// reads the container's log, deletes the instance and waits until its container is
+    /// gone (whatever happened).
+    async fn run(api: &Api, http: &reqwest::Client, image: &str) -> Result<BerthJupyter> {
+        let req = json!({"image": image, "mode": "jupyter"});
+        let wall0 = SystemTime::now();
+        let t0 = Instant::now();
+        let created = api.send(Method::POST, "/instances", Some(&req)).await?;
+        let path = format!("/instances/{}", created["id"]);
+        let mut container = None;
+        let result = async {
+            // The port is in the instance once its container exists.
+            let port = loop {
+                let inst = api.send(Method::GET, &path, None).await?;
+                if let Some(port) = host_port(&inst, JUPYTER_PORT) {
+                    let cid = inst["container_id"]
+                        .as_str()
+                        .context("an instance with ports but no container")?;
+                    container = Some(cid.to_string());
+                    break port;
+                }
+                let state = instance_state(&path, &inst)?;
+                match state {
+                    s if s.is_settled() || s == InstanceState::Offline => bail!(
+                        "instance is {s} without a port for {JUPYTER_PORT}: {}",
+                        inst["reason"]
+                    ),
+                    _ if t0.elapsed() > TIMEOUT => bail!(
+                        "instance is still {state} without a port for {JUPYTER_PORT} \
+                         after {TIMEOUT:?}"
+                    ),
+                    _ => tokio::time::sleep(POLL).await,
+                }
+            };
+            let port_known = t0.elapsed();
+            let alive = || async {
+                let inst = api.send(Method::GET, &path, None).await?;
+                match instance_state(&path, &inst)? {
+                    s if s.is_settled() && s != InstanceState::Running => {
+                        bail!("instance is {s}: {}", inst["reason"])
+                    }
+                    InstanceState::Offline => bail!("instance is offline"),
+                    _ => Ok(()),
+                }
+            };
+            let tries = until_api(http, port, t0, alive).await?;
+            let ready = Ready {
+                ready: t0.elapsed(),
+                port_known,
+                tries,
+            };
+            // Not timed: when berth's own readiness check calls it running.
+            let running = loop {
+                let inst = api.send(Method::GET, &path, None).await?;
+                match instance_state(&path, &inst)? {
+                    InstanceState::Running => break t0.elapsed(),
+                    s if s.is_settled() || s == InstanceState::Offline => {
+                        bail!(
+                            "instance is {s} although Jupyter answers: {}",
+                            inst["reason"]
+                        )
+                    }
+                    s if t0.elapsed() > TIMEOUT => {
+                        bail!("instance is still {s} after {TIMEOUT:?} although Jupyter answers")
+                    }
+                    _ => tokio::time::sleep(POLL).await,
+                }
+            };
+            Ok((ready, running))
+        }
+        .await;
+        let (result, phases) = match (&container, result) {
+            (Some(cid), Ok(r)) => (Ok(r), init_phases(cid, wall0).await),
+            (Some(cid), Err(e)) => (
+                Err(anyhow!(
+                    "{e:#}\nthe berth instance's container log:\n{}",
+                    container_log(cid).await
+                )),
+                String::new(),
+            ),
+            (None, r) => (r, String::new()),
+        };
+        let deleted = api.send(Method::DELETE, &path, None).await;
+        let gone = match &container {
+            Some(cid) => wait_gone(cid).await,
+            None => Ok(()),
+        };
+        let (ready, running) = result?;
+        deleted?;
+        gone?;
+        Ok(BerthJupyter {
+            ready,
+            running,
+            phases,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{:.1} ms ({JUPYTER_PORT} mapped at {:.1}{}, {} /api tries; running at {:.1})",
+            ms(self.ready.ready),
+            ms(self.ready.port_known),
+            self.phases,
+            self.ready.tries,
+            ms(self.running)
+        )
+    }
+}
+
+fn instance_state(path: &str, inst: &Value) -> Result<InstanceState> {
+    serde_json::from_value(inst["state"].clone())
+        .with_context(|| format!("GET {path}: no state in {inst}"))
+}
+
+/// The moments of a berth container's start and of its init's steps, in ms after
+/// `wall0` (", container started at …, sshd started at …"), from Docker's timestamps;
+/// best effort (what cannot be read is left out). Docker stamps a log line when it reads
+/// it: a line may come out some ms late, or not be in the log yet.
+async fn init_phases(cid: &str, wall0: SystemTime) -> String {
+    let mut out = String::new();
+    if let Some(t) = started_at(cid).await {
+        out += &format!(", container started at {:.1}", since_ms(wall0, t));
+    }
+    let lines = timed_log(cid).await;
+    for (what, needle) in [
+        ("sshd started", "berth-init: sshd started"),
+        ("sshd accepts", "berth-init: sshd accepts connections"),
+        ("jupyter started", "berth-init: jupyter started"),
+        (
+            "init's TLS probe answered",
+            "berth-init: jupyter answers TLS",
+        ),
+    ] {
+        if let Some((t, _)) = lines.iter().find(|(_, l)| l.contains(needle)) {
+            out += &format!(", {what} at {:.1}", since_ms(wall0, *t));
+        }
+    }
+    out
+}
+
+/// When Docker says the container started.
+async fn started_at(id: &str) -> Option<SystemTime> {
+    let out = docker(&["inspect", "-f", "{{.State.StartedAt}}", id])
+        .await
+        .ok()?;
+    parse_rfc3339(&out)
+}
+
+/// The container's log (both streams) with Docker's timestamp of each line; best effort.
+async fn timed_log(id: &str) -> Vec<(SystemTime, String)> {
+    let out = tokio::process::Command::new("docker")
+        .args(["logs", "--timestamps", id])
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true)
+        .output()
+        .await;
+    let Ok(out) = out else { return Vec::new() };
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    let mut lines: Vec<(SystemTime, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let (ts, rest) = l.split_once(' ')?;
+            Some((parse_rfc3339(ts)?, rest.to_string()))
+        })
+        .collect();
+    lines.sort_by_key(|(t, _)| *t);
+    lines
+}
+
+/// Milliseconds from `from` to `to` (negative if `to` is earlier).
+fn since_ms(from: SystemTime, to: SystemTime) -> f64 {
+    match to.duration_since(from) {
+        Ok(d) => ms(d),
+        Err(e) => -ms(e.duration()),
+    }
+}
+
+/// Docker's UTC timestamps: `2024-05-01T12:34:56.123456789Z` (any number of fraction
+/// digits, or none).
+fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let s = s.trim().strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<u64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let nanos = if frac.is_empty() {
+        0
+    } else {
+        let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+        digits.parse::<u32>().ok()?
+    };
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+/// The hand-run Jupyter's certificate (self-signed for 127.0.0.1, what its client trusts)
+/// and key in a directory of their own, and its token.
+struct HandTls {
+    dir: PathBuf,
+    cert_pem: Vec<u8>,
+    token: String,
+}
+
+impl HandTls {
+    fn new(parent: &Path) -> Result<HandTls> {
+        let dir = parent.join("tls");
+        std::fs::create_dir_all(&dir)?;
+        // Like berth's leaf: ECDSA P-256, serverAuth, for 127.0.0.1; not a CA (rustls
+        // refuses a CA certificate as a server's own).
+        let out = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec"])
+            .args([
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "1",
+            ])
+            .args(["-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .args(["-addext", "keyUsage=critical,digitalSignature"])
+            .args(["-addext", "extendedKeyUsage=serverAuth"])
+            .arg("-keyout")
+            .arg(dir.join("tls.key"))
+            .arg("-out")
+            .arg(dir.join("tls.crt"))
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run openssl (the openssl CLI is needed)")?;
+        if !out.status.success() {
+            bail!(
+                "openssl req: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let cert_pem =
+            std::fs::read(dir.join("tls.crt")).context("openssl wrote no certificate")?;
+        let mut random = [0u8; 24];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)
+            .context("cannot read /dev/urandom")?;
+        let token = random.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(HandTls {
+            dir,
+            cert_pem,
+            token,
+        })
+    }
+}
+
+/// One `docker run -d` of the image's Jupyter started as berth's init starts it (same
+/// program, arguments, working dir, token variable, root), published on 127.0.0.1, up to
+/// its first `/api` answer over TLS that trusts only its certificate.
+struct HandJupyter {
+    ready: Ready,
+    /// When Docker says the container started, from the same start (not timed).
+    started: Option<f64>,
+}
+
+impl HandJupyter {
+    /// Runs the container, times it to the first `/api` answer and removes it again
+    /// (not timed), whatever happened.
+    async fn run(
+        image: &str,
+        tls: &HandTls,
+        http: &reqwest::Client,
+        label: &str,
+    ) -> Result<HandJupyter> {
+        let mount = format!("{}:{HAND_TLS_DIR}:ro", tls.dir.display());
+        let token = format!("JUPYTER_TOKEN={}", tls.token);
+        let publish = format!("127.0.0.1::{JUPYTER_PORT}");
+        let port_arg = format!("--port={JUPYTER_PORT}");
+        let certfile = format!("--certfile={HAND_TLS_DIR}/tls.crt");
+        let keyfile = format!("--keyfile={HAND_TLS_DIR}/tls.key");
+        let wall0 = SystemTime::now();
+        let t0 = Instant::now();
+        let run = [
+            "run",
+            "-d",
+            "--label",
+            label,
+            "--user",
+            "0",
+            "-p",
+            &publish,
+            "-v",
+            &mount,
+            "-e",
+            &token,
+            "--workdir",
+            "/",
+            "--entrypoint",
+            "jupyter-notebook",
+            image,
+            "--ip=0.0.0.0",
+            &port_arg,
+            "--port-retries=0",
+            "--no-browser",
+            "--allow-root",
+            &certfile,
+            &keyfile,
+            "--notebook-dir=/",
+        ];
+        let id = docker(&run).await?;
+        let up: Result<Ready> = async {
+            let port = docker_port(&id, JUPYTER_PORT).await?;
+            let port_known = t0.elapsed();
+            let alive = || async {
+                let running = docker(&["inspect", "-f", "{{.State.Running}}", &id]).await?;
+                if running != "true" {
+                    bail!("the container is no longer running");
+                }
+                Ok(())
+            };
+            let tries = until_api(http, port, t0, alive).await?;
+            Ok(Ready {
+                ready: t0.elapsed(),
+                port_known,
+                tries,
+            })
+        }
+        .await;
+        let up = match up {
+            Ok(ready) => Ok(HandJupyter {
+                ready,
+                started: started_at(&id).await.map(|t| since_ms(wall0, t)),
+            }),
+            Err(e) => Err(anyhow!(
+                "{e:#}\nthe hand-run Jupyter container's log:\n{}",
+                container_log(&id).await
+            )),
+        };
+        let removed = docker(&["rm", "-f", &id]).await;
+        let gone = wait_gone(&id).await;
+        let up = up?;
+        removed?;
+        gone?;
+        Ok(up)
+    }
+
+    fn describe(&self) -> String {
+        let started = self
+            .started
+            .map(|t| format!(", container started at {t:.1}"))
+            .unwrap_or_default();
+        format!(
+            "{:.1} ms (port known at {:.1}{started}, {} /api tries)",
+            ms(self.ready.ready),
+            ms(self.ready.port_known),
+            self.ready.tries
+        )
+    }
 }
 
 /// Waits until no container has this id.
@@ -875,6 +1398,21 @@ impl Api {
             return Ok(Value::Null);
         }
         serde_json::from_slice(&bytes).with_context(|| format!("{method} {path}: not JSON"))
+    }
+
+    /// berth's CA certificate (PEM), as served without a key.
+    async fn ca_cert(&self) -> Result<Vec<u8>> {
+        let url = format!("{}/ca.crt", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        if !resp.status().is_success() {
+            bail!("GET {url}: {}", resp.status());
+        }
+        Ok(resp.bytes().await?.to_vec())
     }
 
     async fn wait_for_agent(&self) -> Result<()> {
