@@ -92,8 +92,10 @@ async fn session(shared: &Arc<Shared>) -> Result<(), String> {
             Ok(ServerMessage::Welcome {
                 deployment,
                 ca_cert_pem,
+                tunnel,
             }) => {
                 *shared.ca_pem.lock().unwrap_or_else(|p| p.into_inner()) = ca_cert_pem;
+                shared.use_tunnel(tunnel);
                 deployment
             }
             Ok(ServerMessage::Refused { reason }) => {

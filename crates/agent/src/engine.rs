@@ -14,6 +14,9 @@ use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 use std::collections::HashMap;
 
+/// Where a host without open ports binds instances' ports: only the agent's tunnel reaches them.
+const LOOPBACK: &str = "127.0.0.1";
+
 /// Seconds a container gets to stop before it is killed.
 pub const STOP_TIMEOUT_SECS: i32 = 10;
 
@@ -166,7 +169,7 @@ impl Engine {
             port_bindings.insert(
                 key,
                 Some(vec![PortBinding {
-                    host_ip: None,
+                    host_ip: m.local.then(|| LOOPBACK.to_string()),
                     host_port: Some(m.external.to_string()),
                 }]),
             );
@@ -370,11 +373,21 @@ fn container_info(c: ContainerInspectResponse) -> ContainerInfo {
         let (Some(spec), Some(b)) = (parse_port_key(&key), bindings) else {
             continue;
         };
-        if let Some(external) = b.iter().find_map(|b| b.host_port.as_deref()?.parse().ok()) {
+        if let Some(bind) = b.iter().find(|b| {
+            b.host_port
+                .as_deref()
+                .and_then(|p| p.parse::<u16>().ok())
+                .is_some()
+        }) {
             ports.push(PortMapping {
                 internal: spec.port,
-                external,
+                external: bind
+                    .host_port
+                    .as_deref()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or_default(),
                 proto: spec.proto,
+                local: bind.host_ip.as_deref() == Some(LOOPBACK),
             });
         }
     }

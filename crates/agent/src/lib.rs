@@ -11,6 +11,7 @@ mod jupyter;
 mod logs;
 mod ports;
 mod ssh;
+mod tunnel;
 
 use berth_core::protocol::{ActualInstance, DesiredInstance, Gpu, HostFacts, PortRange};
 use engine::Engine;
@@ -37,6 +38,9 @@ pub struct AgentConfig {
     pub data_dir: std::path::PathBuf,
     /// DNS names users reach this host by (named in jupyter certificates with the IP).
     pub dns_names: Vec<String>,
+    /// A host without open ports maps instances' ports to loopback ports from this range,
+    /// for the proxy tunnel.
+    pub local_ports: PortRange,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +149,8 @@ pub(crate) struct Shared {
     deployment: OnceLock<String>,
     /// The deployment's CA certificate, from the server's welcome.
     ca_pem: Mutex<Option<String>>,
+    /// Where the tunnel to the proxy goes, from the first welcome that names one.
+    tunnel: OnceLock<berth_core::protocol::proxy::TunnelEndpoint>,
     actual: Mutex<BTreeMap<i64, ActualInstance>>,
     /// Signalled when `actual` changes.
     changed: Notify,
@@ -162,6 +168,16 @@ struct Worker {
 impl Shared {
     fn deployment(&self) -> &str {
         self.deployment.get().map(String::as_str).unwrap_or("")
+    }
+
+    /// Starts the tunnel to the proxy the first time the server names one.
+    fn use_tunnel(self: &Arc<Self>, endpoint: Option<berth_core::protocol::proxy::TunnelEndpoint>) {
+        let Some(endpoint) = endpoint else { return };
+        if self.tunnel.set(endpoint.clone()).is_ok() {
+            tokio::spawn(tunnel::run(self.clone(), endpoint));
+        } else if self.tunnel.get() != Some(&endpoint) {
+            tracing::warn!("the server names another proxy now; restart the agent to switch");
+        }
     }
 
     fn ca_pem(&self) -> Option<String> {
@@ -317,13 +333,17 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     tracing::info!(host = %config.name, public_ip = %config.public_ip, ports = ?config.port_range, gpus = gpus.len(), "agent starting");
     let shared = Arc::new(Shared {
         engine,
-        allocator: tokio::sync::Mutex::new(ports::PortAllocator::new(config.port_range.clone())),
+        allocator: tokio::sync::Mutex::new(ports::PortAllocator::new(
+            config.port_range.clone(),
+            config.local_ports.clone(),
+        )),
         init_path,
         config,
         facts,
         gpus,
         deployment: OnceLock::new(),
         ca_pem: Mutex::new(None),
+        tunnel: OnceLock::new(),
         actual: Mutex::new(BTreeMap::new()),
         changed: Notify::new(),
         workers: Mutex::new(HashMap::new()),

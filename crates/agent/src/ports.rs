@@ -1,4 +1,5 @@
-//! Host port allocation from the host's open range. A port is taken if one of this agent's
+//! Host port allocation from the host's open range, or (a host without open ports, behind
+//! the proxy) from a loopback-only range the agent's tunnel reaches. A port is taken if one of this agent's
 //! containers (running or stopped) maps it, or if it cannot be bound right now (another
 //! program holds it). Allocation goes round the range from where it last stopped, so a port
 //! just freed is not handed out again at once.
@@ -8,7 +9,9 @@ use std::collections::HashSet;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PortError {
-    #[error("this host has no open ports, so {0} cannot be published")]
+    #[error(
+        "this host has no open ports and the deployment has no proxy, so {0} cannot be reached"
+    )]
     NoOpenPorts(String),
     #[error("no free port left in the host's open range {first}-{last} ({wanted} wanted)")]
     Exhausted {
@@ -20,29 +23,40 @@ pub enum PortError {
 
 pub struct PortAllocator {
     range: Option<PortRange>,
+    local_range: PortRange,
     cursor: u16,
 }
 
 impl PortAllocator {
-    pub fn new(range: Option<PortRange>) -> Self {
-        let cursor = range.as_ref().map(|r| r.first).unwrap_or(0);
-        PortAllocator { range, cursor }
+    pub fn new(range: Option<PortRange>, local_range: PortRange) -> Self {
+        let cursor = range.as_ref().unwrap_or(&local_range).first;
+        PortAllocator {
+            range,
+            local_range,
+            cursor,
+        }
     }
 
     /// Picks a host port for each wanted internal port, skipping `used` and any port that
-    /// `bindable` says cannot be bound.
+    /// `bindable` says cannot be bound. A host without open ports maps to loopback-only
+    /// ports (`local`) when a proxy can reach them (`proxied`).
     pub fn allocate(
         &mut self,
         wanted: &[PortSpec],
         used: &HashSet<u16>,
         bindable: impl Fn(u16) -> bool,
+        proxied: bool,
     ) -> Result<Vec<PortMapping>, PortError> {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let Some(range) = self.range.clone() else {
-            let list: Vec<String> = wanted.iter().map(|p| p.to_string()).collect();
-            return Err(PortError::NoOpenPorts(list.join(", ")));
+        let (range, local) = match (&self.range, proxied) {
+            (Some(r), _) => (r.clone(), false),
+            (None, true) => (self.local_range.clone(), true),
+            (None, false) => {
+                let list: Vec<String> = wanted.iter().map(|p| p.to_string()).collect();
+                return Err(PortError::NoOpenPorts(list.join(", ")));
+            }
         };
         let mut out = Vec::with_capacity(wanted.len());
         let mut taken: HashSet<u16> = HashSet::new();
@@ -68,6 +82,7 @@ impl PortAllocator {
                 {
                     taken.insert(candidate);
                     out.push(PortMapping {
+                        local,
                         internal: w.port,
                         external: candidate,
                         proto: w.proto,
@@ -98,52 +113,63 @@ mod tests {
             proto: PortProto::Tcp,
         }
     }
+    const LOCAL: PortRange = PortRange {
+        first: 900,
+        last: 999,
+    };
     fn range(a: u16, b: u16) -> Option<PortRange> {
         Some(PortRange { first: a, last: b })
     }
 
     #[test]
     fn skips_used_and_unbindable_and_rotates() {
-        let mut a = PortAllocator::new(range(100, 105));
+        let mut a = PortAllocator::new(range(100, 105), LOCAL);
         let used = HashSet::from([100]);
         let m = a
-            .allocate(&[tcp(22), tcp(80)], &used, |p| p != 101)
+            .allocate(&[tcp(22), tcp(80)], &used, |p| p != 101, false)
             .unwrap();
         assert_eq!(
             m.iter().map(|m| m.external).collect::<Vec<_>>(),
             vec![102, 103]
         );
-        let m = a.allocate(&[tcp(1)], &HashSet::new(), |_| true).unwrap();
+        let m = a
+            .allocate(&[tcp(1)], &HashSet::new(), |_| true, false)
+            .unwrap();
         assert_eq!(m[0].external, 104);
     }
 
     #[test]
     fn wraps_and_runs_out() {
-        let mut a = PortAllocator::new(range(100, 102));
+        let mut a = PortAllocator::new(range(100, 102), LOCAL);
         let used = HashSet::from([101]);
         assert_eq!(
-            a.allocate(&[tcp(1), tcp(2)], &used, |_| true)
+            a.allocate(&[tcp(1), tcp(2)], &used, |_| true, false)
                 .unwrap()
                 .len(),
             2
         );
         let used = HashSet::from([100, 101, 102]);
         assert!(matches!(
-            a.allocate(&[tcp(1)], &used, |_| true),
+            a.allocate(&[tcp(1)], &used, |_| true, false),
             Err(PortError::Exhausted { .. })
         ));
     }
 
     #[test]
     fn no_range_no_ports() {
-        let mut a = PortAllocator::new(None);
+        let mut a = PortAllocator::new(None, LOCAL);
         assert!(a
-            .allocate(&[], &HashSet::new(), |_| true)
+            .allocate(&[], &HashSet::new(), |_| true, false)
             .unwrap()
             .is_empty());
         assert!(matches!(
-            a.allocate(&[tcp(22)], &HashSet::new(), |_| true),
+            a.allocate(&[tcp(22)], &HashSet::new(), |_| true, false),
             Err(PortError::NoOpenPorts(_))
         ));
+        // Behind a proxy, ports map to the loopback-only range.
+        let m = a
+            .allocate(&[tcp(22)], &HashSet::new(), |_| true, true)
+            .unwrap();
+        assert!(m[0].local && LOCAL.contains(m[0].external), "{m:?}");
     }
 }

@@ -30,6 +30,8 @@ enum Cmd {
     Server(ServerArgs),
     /// Run a host agent that dials out to a server and runs its instances on local Docker.
     Agent(AgentArgs),
+    /// Run the proxy: SSH ports and HTTPS URLs for instances on hosts without open ports.
+    Proxy(ProxyArgs),
     #[command(flatten)]
     Client(berth_cli::Command),
 }
@@ -54,6 +56,50 @@ struct UpArgs {
     /// DNS names this machine is reached by (named in jupyter certificates), repeatable.
     #[arg(long = "public-dns", value_name = "NAME", default_value = "localhost")]
     public_dns: Vec<String>,
+    #[command(flatten)]
+    proxy: ProxyFlags,
+}
+
+/// Where the deployment's proxy is (the server tells agents and the proxy itself).
+#[derive(Args)]
+struct ProxyFlags {
+    /// Domain of the proxy's HTTPS names: https://i<ID>-<PORT>.<DOMAIN>:<HTTPS PORT>/
+    #[arg(long, default_value = "berth.localhost")]
+    proxy_domain: String,
+    /// Port of the agents' tunnels to the proxy.
+    #[arg(long, default_value_t = 7879)]
+    proxy_tunnel_port: u16,
+    /// Port of the proxy's HTTPS front.
+    #[arg(long, default_value_t = 7443)]
+    proxy_https_port: u16,
+    /// The proxy's SSH ports, one per ssh/jupyter instance.
+    #[arg(long, default_value = "24000-24999")]
+    proxy_ssh_ports: PortRange,
+}
+
+impl ProxyFlags {
+    fn settings(self, public_host: String) -> berth_server::ProxySettings {
+        berth_server::ProxySettings {
+            public_host,
+            domain: self.proxy_domain,
+            tunnel_port: self.proxy_tunnel_port,
+            https_port: self.proxy_https_port,
+            ssh_ports: self.proxy_ssh_ports,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ProxyArgs {
+    /// The server's URL (the proxy fetches its settings, certificate and routes there).
+    #[arg(long, env = "BERTH_SERVER")]
+    server: String,
+    /// The deployment's agent token (printed by `berth server`).
+    #[arg(long, env = "BERTH_AGENT_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Address the proxy's listeners bind.
+    #[arg(long, default_value = "0.0.0.0")]
+    listen_ip: std::net::IpAddr,
 }
 
 #[derive(Args)]
@@ -67,6 +113,11 @@ struct ServerArgs {
     /// Database URL: postgres://USER:PASSWORD@HOST/DB, or sqlite:PATH [default: SQLite in the data dir]
     #[arg(long, env = "BERTH_DB")]
     db: Option<String>,
+    /// Host name or IP users and agents reach the proxy at; without it the deployment has no proxy.
+    #[arg(long)]
+    proxy_host: Option<String>,
+    #[command(flatten)]
+    proxy: ProxyFlags,
 }
 
 #[derive(Args)]
@@ -89,6 +140,9 @@ struct AgentArgs {
     /// DNS names this host is reached by (named in jupyter certificates), repeatable.
     #[arg(long = "public-dns", value_name = "NAME")]
     public_dns: Vec<String>,
+    /// Loopback ports for instances' ports on a host without open ports (the proxy's tunnel reaches them).
+    #[arg(long, default_value = "46000-46999")]
+    local_ports: PortRange,
     /// Where the agent keeps instance state (SSH host keys, onstart logs) [default: $XDG_DATA_HOME/berth-agent]
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -115,6 +169,7 @@ fn main() -> ExitCode {
             Cmd::Up(a) => up(a).await.map(|()| ExitCode::SUCCESS),
             Cmd::Server(a) => server(a).await.map(|()| ExitCode::SUCCESS),
             Cmd::Agent(a) => agent(a).await.map(|()| ExitCode::SUCCESS),
+            Cmd::Proxy(a) => proxy(a).await.map(|()| ExitCode::SUCCESS),
             Cmd::Client(c) => berth_cli::run(c).await,
         }
     });
@@ -192,12 +247,23 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
             listen: a.listen,
             db_url: None,
             data_dir: data_dir.clone(),
+            proxy: Some(a.proxy.settings(a.public_ip.clone())),
         },
         shutdown.clone(),
     )
     .await
     .context("cannot start the server")?;
     let url = local_url(server.addr);
+    let proxy = berth_proxy::start(
+        berth_proxy::ProxyConfig {
+            server_url: url.clone(),
+            token: server.agent_token.clone(),
+            listen_ip: a.listen.ip(),
+        },
+        shutdown.clone(),
+    )
+    .await
+    .context("cannot start the proxy")?;
     let config_path = berth_cli::config::save(&url, server.admin_api_key.expose())
         .context("cannot log the CLI in")?;
     let name = a.name.unwrap_or_else(host_name);
@@ -209,6 +275,7 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
         port_range: Some(a.ports),
         data_dir: data_dir.join("agent"),
         dns_names: a.public_dns,
+        local_ports: "46000-46999".parse().map_err(anyhow::Error::msg)?,
     };
     let mut agent = tokio::spawn(berth_agent::run(agent_config, shutdown.clone()));
     // `berth create` must work as soon as this prints: wait for the agent to be connected.
@@ -229,6 +296,7 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
     println!("  API:       {url}");
     println!("  admin key: {}", server.admin_api_key.expose());
     println!("  data dir:  {}", data_dir.display());
+    println!("  agent token: {}", server.agent_token.expose());
     println!("  deployment: {}", server.deployment);
     println!("  the CLI is logged in ({})", config_path.display());
     println!("try: berth create berth-test/busybox --wait && berth ls");
@@ -236,6 +304,7 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
     let agent_result = agent.await;
     shutdown.cancel();
     server.wait().await.context("server failed")?;
+    proxy.wait().await.context("proxy failed")?;
     agent_result
         .context("agent task failed")?
         .context("agent failed")?;
@@ -254,6 +323,7 @@ async fn server(a: ServerArgs) -> anyhow::Result<()> {
             listen: a.listen,
             db_url: a.db,
             data_dir: data_dir.clone(),
+            proxy: a.proxy_host.map(|h| a.proxy.settings(h)),
         },
         shutdown,
     )
@@ -265,6 +335,7 @@ async fn server(a: ServerArgs) -> anyhow::Result<()> {
     println!("  admin key:   {}", server.admin_api_key.expose());
     println!("  agent token: {}", server.agent_token.expose());
     println!("  data dir:    {}", data_dir.display());
+    println!("  deployment:  {}", server.deployment);
     println!("run agents with: berth agent --server {url} --token <agent token> --public-ip IP [--ports 40000-40999]");
     server.wait().await.context("server failed")
 }
@@ -279,6 +350,7 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         public_ip: a.public_ip,
         port_range: a.ports,
         dns_names: a.public_dns,
+        local_ports: a.local_ports,
         data_dir: match a.data_dir {
             Some(d) => d,
             None => dirs::data_dir().map(|d| d.join("berth-agent")).context(
@@ -289,4 +361,21 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     berth_agent::run(config, shutdown)
         .await
         .context("agent failed")
+}
+
+async fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let proxy = berth_proxy::start(
+        berth_proxy::ProxyConfig {
+            server_url: a.server,
+            token: berth_core::Secret::new(a.token),
+            listen_ip: a.listen_ip,
+        },
+        shutdown,
+    )
+    .await
+    .context("cannot start the proxy")?;
+    println!("berth proxy is up");
+    proxy.wait().await.context("proxy failed")
 }

@@ -265,10 +265,20 @@ impl Ca {
         self.issue(names, valid_for)
     }
 
-    /// Issues a TLS server certificate for `*.domain` and `domain` (the proxy's names).
-    pub fn issue_wildcard(&self, domain: &str, valid_for: Duration) -> Result<Issued, CaError> {
+    /// Issues the proxy's TLS certificate: `*.domain` and `domain` (the HTTPS front), plus
+    /// `public_host` (an IP or a DNS name: where agents dial their tunnels).
+    pub fn issue_proxy(
+        &self,
+        domain: &str,
+        public_host: &str,
+        valid_for: Duration,
+    ) -> Result<Issued, CaError> {
         let domain = checked_dns_name(domain)?;
-        let names = vec![SanName::Dns(format!("*.{domain}")), SanName::Dns(domain)];
+        let mut names = vec![SanName::Dns(format!("*.{domain}")), SanName::Dns(domain)];
+        match public_host.parse::<IpAddr>() {
+            Ok(ip) => push_unique(&mut names, SanName::Ip(ip)),
+            Err(_) => push_unique(&mut names, SanName::Dns(checked_dns_name(public_host)?)),
+        }
         self.issue(names, valid_for)
     }
 
@@ -349,7 +359,7 @@ fn checked_dns_name(name: &str) -> Result<String, CaError> {
     }
     let trimmed = name.strip_suffix('.').unwrap_or(name);
     if trimmed.contains('*') {
-        return Err(bad("wildcards are only issued by issue_wildcard"));
+        return Err(bad("wildcards are only issued by issue_proxy"));
     }
     rustls_pki_types::DnsName::try_from(trimmed).map_err(|_| bad("not a valid DNS name"))?;
     Ok(trimmed.to_string())

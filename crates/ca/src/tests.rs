@@ -385,10 +385,19 @@ fn validity_starts_an_hour_back_and_ends_when_asked() {
 #[test]
 fn wildcard_covers_one_label_and_the_domain() {
     let (_dir, ca) = new_ca("wildcard");
-    let issued = ca.issue_wildcard("proxy.example.net", DAY).unwrap();
-    assert_eq!(issued.names, ["*.proxy.example.net", "proxy.example.net"]);
+    let issued = ca
+        .issue_proxy("proxy.example.net", "203.0.113.9", DAY)
+        .unwrap();
+    assert_eq!(
+        issued.names,
+        ["*.proxy.example.net", "proxy.example.net", "203.0.113.9"]
+    );
     let now = unix_now();
-    for name in ["i42-8080.proxy.example.net", "proxy.example.net"] {
+    for name in [
+        "i42-8080.proxy.example.net",
+        "proxy.example.net",
+        "203.0.113.9",
+    ] {
         verify_server(&ca, &issued, name, now).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
     for name in ["a.b.proxy.example.net", "example.net", "proxy.example.org"] {
@@ -398,8 +407,15 @@ fn wildcard_covers_one_label_and_the_domain() {
             "{name}: {err:?}"
         );
     }
-    assert!(ca.issue_wildcard("*.x.com", DAY).is_err());
-    assert!(ca.issue_wildcard("10.0.0.1", DAY).is_err());
+    assert!(ca.issue_proxy("*.x.com", "h", DAY).is_err());
+    assert!(ca.issue_proxy("10.0.0.1", "h", DAY).is_err());
+    let by_name = ca
+        .issue_proxy("berth.localhost", "proxy.example.org", DAY)
+        .unwrap();
+    assert_eq!(
+        by_name.names,
+        ["*.berth.localhost", "berth.localhost", "proxy.example.org"]
+    );
 }
 
 /// The extensions, byte for byte. webpki ignores a trust anchor's own constraints, so this

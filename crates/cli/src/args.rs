@@ -1,6 +1,7 @@
 //! The client subcommands as clap parses them. The `berth` binary flattens [`Command`]
 //! next to its own subcommands.
 use crate::input;
+use crate::route::Want;
 use anyhow::Result;
 use berth_core::api::CreateInstance;
 use berth_core::LaunchMode;
@@ -94,28 +95,36 @@ pub enum Command {
         #[arg(value_name = "FILE|-")]
         file: PathBuf,
     },
-    /// Open an SSH session to an instance (or run a command there) with the system `ssh`
+    /// Open an SSH session to an instance (or run a command there) with the system `ssh`;
+    /// directly when that answers, else through the proxy
     Ssh(SshArgs),
-    /// Print a jupyter instance's direct HTTPS link with its token
+    /// Print a jupyter instance's HTTPS link with its token: the direct one when its port
+    /// answers, else the one through the proxy
     Jupyter {
         /// The instance
         #[arg(value_parser = id_parser())]
         id: i64,
+        #[command(flatten)]
+        route: RouteArgs,
         /// Open it in the default browser too
         #[arg(long)]
         open: bool,
     },
-    /// Print an instance's direct SSH URL: ssh://root@IP:PORT
+    /// Print an instance's SSH URL, ssh://root@HOST:PORT: the direct one if it has one,
+    /// else the one through the proxy
     SshUrl {
         /// The instance
         #[arg(value_parser = id_parser())]
         id: i64,
+        #[command(flatten)]
+        route: RouteArgs,
     },
     /// Copy files to or from an instance with the system `scp`; write the instance side as
     /// ID:PATH
     Scp(ScpArgs),
-    /// Print `Host berth-ID` entries for ~/.ssh/config (and VS Code Remote-SSH), and write
-    /// the known_hosts file of your instances' host keys they use
+    /// Print `Host berth-ID` entries (direct, else through the proxy) and `Host
+    /// berth-ID-proxy` entries for ~/.ssh/config (and VS Code Remote-SSH), and write the
+    /// known_hosts file of your instances' host keys they use
     SshConfig {
         /// Add this IdentityFile (private key) to every entry
         #[arg(short = 'i', value_name = "IDENTITY")]
@@ -158,12 +167,35 @@ pub enum KeysCommand {
     },
 }
 
+/// `--direct` / `--proxy`: which way to an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Args)]
+pub struct RouteArgs {
+    /// Only the direct endpoint (the host's public IP and a mapped port)
+    #[arg(long, conflicts_with = "proxy")]
+    pub direct: bool,
+    /// Only the proxy endpoint
+    #[arg(long)]
+    pub proxy: bool,
+}
+
+impl RouteArgs {
+    pub fn want(&self) -> Want {
+        match (self.direct, self.proxy) {
+            (true, _) => Want::Direct,
+            (false, true) => Want::Proxy,
+            (false, false) => Want::Auto,
+        }
+    }
+}
+
 /// `berth ssh`.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct SshArgs {
     /// The instance
     #[arg(value_parser = id_parser())]
     pub id: i64,
+    #[command(flatten)]
+    pub route: RouteArgs,
     /// Private key to log in with (passed to ssh as -i)
     #[arg(short = 'i', value_name = "IDENTITY")]
     pub identity: Option<String>,
@@ -181,6 +213,8 @@ pub struct ScpArgs {
     /// Copy directories recursively
     #[arg(short = 'r')]
     pub recursive: bool,
+    #[command(flatten)]
+    pub route: RouteArgs,
     /// Private key to log in with (passed to scp as -i)
     #[arg(short = 'i', value_name = "IDENTITY")]
     pub identity: Option<String>,
@@ -221,7 +255,8 @@ pub struct CreateArgs {
     /// Replace the image's ENTRYPOINT (and drop its CMD, as Docker does)
     #[arg(long, value_name = "CMD")]
     pub entrypoint: Option<String>,
-    /// Docker-options string, e.g. '-e K=V -p 8081:8081 -p 7000/udp'
+    /// Docker-options string, e.g. '-e K=V -p 8081:8081 -p 7000/udp -p 7860/http'
+    /// (PORT/http: as --http-port)
     #[arg(
         long = "env",
         value_name = "DOCKER-OPTIONS",
@@ -231,9 +266,14 @@ pub struct CreateArgs {
     /// Set an environment variable (repeatable)
     #[arg(short = 'e', value_name = "K=V", value_parser = parse_env_var)]
     pub env: Vec<(String, String)>,
-    /// Expose an internal port on a host port (repeatable)
-    #[arg(short = 'p', value_name = "PORT[/tcp|/udp]")]
+    /// Expose an internal port on a host port (repeatable); PORT/http also serves it over
+    /// HTTPS through the proxy, as --http-port
+    #[arg(short = 'p', value_name = "PORT[/tcp|/udp|/http]")]
     pub ports: Vec<String>,
+    /// Serve this TCP port over HTTPS through the proxy, at a link with an access token
+    /// (repeatable; `-p PORT/http` does the same)
+    #[arg(long = "http-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub http_ports: Vec<u16>,
     /// A note to tell instances apart
     #[arg(long, value_name = "TEXT")]
     pub label: Option<String>,
@@ -311,6 +351,7 @@ impl CreateArgs {
             direct: self.direct,
             jupyter_lab: self.jupyter_lab,
             jupyter_dir: self.jupyter_dir.clone(),
+            http_ports: self.http_ports.clone(),
         }
     }
 }
@@ -597,7 +638,13 @@ mod tests {
         // Command words need the `--`.
         assert!(parse(&["ssh", "12", "ls"]).is_err());
         assert!(parse(&["ssh", "0"]).is_err());
-        assert_eq!(parse(&["ssh-url", "3"]).unwrap(), Command::SshUrl { id: 3 });
+        assert_eq!(
+            parse(&["ssh-url", "3"]).unwrap(),
+            Command::SshUrl {
+                id: 3,
+                route: RouteArgs::default()
+            }
+        );
         assert_eq!(
             parse(&["ssh-config", "-i", "k"]).unwrap(),
             Command::SshConfig {
@@ -608,6 +655,64 @@ mod tests {
             parse(&["ssh-config"]).unwrap(),
             Command::SshConfig { identity: None }
         );
+    }
+
+    #[test]
+    fn direct_or_proxy_flags() {
+        let want = |argv: &[&str]| match parse(argv).unwrap() {
+            Command::Ssh(a) => a.route.want(),
+            Command::Scp(a) => a.route.want(),
+            Command::SshUrl { route, .. } | Command::Jupyter { route, .. } => route.want(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(want(&["ssh", "3"]), Want::Auto);
+        assert_eq!(want(&["ssh", "--proxy", "3", "--", "ls"]), Want::Proxy);
+        assert_eq!(want(&["ssh", "3", "--direct"]), Want::Direct);
+        assert_eq!(want(&["scp", "--proxy", "3:/x", "."]), Want::Proxy);
+        assert_eq!(want(&["ssh-url", "3", "--direct"]), Want::Direct);
+        assert_eq!(want(&["jupyter", "3", "--proxy", "--open"]), Want::Proxy);
+        assert_eq!(want(&["jupyter", "3"]), Want::Auto);
+        for argv in [
+            &["ssh", "3", "--direct", "--proxy"][..],
+            &["scp", "--direct", "--proxy", "3:/x", "."],
+            &["ssh-url", "3", "--proxy", "--direct"],
+            &["jupyter", "3", "--direct", "--proxy"],
+        ] {
+            let e = error(argv);
+            assert!(e.contains("cannot be used with"), "{argv:?}: {e}");
+        }
+        // After `--`, they are the remote command's words.
+        match parse(&["ssh", "3", "--", "--proxy"]).unwrap() {
+            Command::Ssh(a) => {
+                assert_eq!(a.route.want(), Want::Auto);
+                assert_eq!(a.command, ["--proxy"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn http_ports() {
+        let r = create(&[
+            "i",
+            "--http-port",
+            "7860",
+            "--http-port=8000",
+            "-p",
+            "9000/http",
+        ])
+        .to_request()
+        .unwrap();
+        assert_eq!(r.http_ports, [7860, 8000]);
+        // `-p PORT/http` goes to the server as written; it reads the /http itself.
+        assert_eq!(r.ports, ["9000/http"]);
+        assert!(create(&["i"]).to_request().unwrap().http_ports.is_empty());
+        for bad in ["0", "65536", "x", "80/tcp"] {
+            assert!(
+                parse(&["create", "i", "--http-port", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 use crate::args::{Command, CreateArgs, KeysCommand, ScpArgs, SshArgs, UsersCommand};
 use crate::client::Client;
 use crate::output::{self, print};
-use crate::{config, input, ssh, wait};
+use crate::route::{self, Route, Want};
+use crate::{config, input, jupyter, ssh, wait};
 use anyhow::{bail, Context, Result};
 use berth_core::api::Instance;
 use berth_core::{InstanceState, Secret};
@@ -77,10 +78,11 @@ pub async fn run(cmd: Command) -> Result<ExitCode> {
         Command::Keys(cmd) => keys(&client, cmd).await?,
         Command::AttachKey { id, file } => attach_key(&client, id, &file).await?,
         Command::Ssh(args) => ssh_session(&client, &args).await?,
-        Command::Jupyter { id, open } => jupyter(&client, id, open).await?,
-        Command::SshUrl { id } => {
+        Command::Jupyter { id, route, open } => jupyter(&client, id, route.want(), open).await?,
+        Command::SshUrl { id, route } => {
             let i = client.instance(id).await?;
-            print(&format!("{}\n", ssh::Endpoint::of(&i)?.url()))?
+            let target = ssh::Endpoint::of(&i)?.preferred(route.want())?;
+            print(&format!("{}\n", target.url()))?
         }
         Command::Scp(args) => scp(&client, &args).await?,
         Command::SshConfig { identity } => ssh_config(&client, identity.as_deref()).await?,
@@ -229,13 +231,35 @@ async fn instance_and_all(client: &Client, id: i64) -> Result<(Instance, Vec<Ins
     Ok((instance, all))
 }
 
+/// Where `berth ssh` and `berth scp` connect: the way `want` names, or direct when an SSH
+/// server answers there (a quick probe) and the proxy otherwise. Says on stderr when it
+/// falls back to the proxy.
+async fn ssh_target(ep: ssh::Endpoint, want: Want) -> Result<ssh::Target> {
+    let chosen = tokio::task::spawn_blocking(move || {
+        let target = ep.choose(want, |a| route::ssh_answers(a, route::PROBE_TIMEOUT));
+        (ep, target)
+    })
+    .await
+    .context("probing the SSH endpoints")?;
+    let (ep, target) = chosen;
+    let target = target?;
+    if let (Route::Proxy, Some(direct), Want::Auto) = (target.route, &ep.direct, want) {
+        eprintln!(
+            "note: the direct endpoint {direct} does not answer; connecting through the proxy {}",
+            target.addr
+        );
+    }
+    Ok(target)
+}
+
 /// `berth ssh`: becomes the system `ssh` (the terminal is the user's).
 async fn ssh_session(client: &Client, args: &SshArgs) -> Result<()> {
     let (instance, all) = instance_and_all(client, args.id).await?;
     let ep = ssh::connectable(&instance)?;
     let known_hosts = ssh::refresh_known_hosts(&all)?;
+    let target = ssh_target(ep, args.route.want()).await?;
     let argv = ssh::ssh_argv(
-        &ep,
+        &target,
         &known_hosts,
         args.identity.as_deref(),
         &args.options,
@@ -250,8 +274,9 @@ async fn scp(client: &Client, args: &ScpArgs) -> Result<()> {
     let (instance, all) = instance_and_all(client, id).await?;
     let ep = ssh::connectable(&instance)?;
     let known_hosts = ssh::refresh_known_hosts(&all)?;
+    let target = ssh_target(ep, args.route.want()).await?;
     let argv = ssh::scp_argv(
-        &ep,
+        &target,
         &known_hosts,
         args.recursive,
         args.identity.as_deref(),
@@ -292,18 +317,21 @@ fn exec(program: &str, argv: &[String]) -> Result<()> {
     bail!("cannot run {program}: {e}")
 }
 
-/// `berth jupyter ID [--open]`: the direct HTTPS link with the token.
-async fn jupyter(client: &Client, id: i64, open: bool) -> Result<()> {
-    let i = client.instance(id).await?;
-    if i.mode != berth_core::LaunchMode::Jupyter {
-        anyhow::bail!("instance {id} runs in {} mode: it has no Jupyter", i.mode);
+/// `berth jupyter ID [--direct|--proxy] [--open]`: the HTTPS link with the token, direct
+/// when Jupyter's port answers there (a quick probe), else through the proxy.
+async fn jupyter(client: &Client, id: i64, want: Want, open: bool) -> Result<()> {
+    let links = jupyter::Links::of(&client.instance(id).await?)?;
+    let direct = links.direct.as_ref().map(|(_, addr)| addr.to_string());
+    let (route, url) = tokio::task::spawn_blocking(move || {
+        links
+            .choose(want, |a| route::port_answers(a, route::PROBE_TIMEOUT))
+            .map(|(route, url)| (route, url.to_string()))
+    })
+    .await
+    .context("probing Jupyter's direct port")??;
+    if let (Route::Proxy, Some(direct), Want::Auto) = (route, direct, want) {
+        eprintln!("note: Jupyter's direct port {direct} does not answer; this link goes through the proxy");
     }
-    let url = i.jupyter_url.ok_or_else(|| {
-        anyhow::anyhow!(
-            "instance {id} has no direct Jupyter port yet (state: {})",
-            i.state
-        )
-    })?;
     print(&format!("{url}\n"))?;
     if open {
         let opener = if cfg!(target_os = "macos") {

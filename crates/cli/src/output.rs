@@ -3,7 +3,7 @@
 use crate::ssh;
 use berth_core::api::{Host, Instance, SshKey, User};
 use berth_core::protocol::{PortMapping, PullProgress};
-use berth_core::InstanceState;
+use berth_core::{InstanceState, LaunchMode};
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -136,6 +136,11 @@ pub fn onstart_summary(script: &str) -> String {
 
 /// `berth show`: one `key: value` line each; lists continue on indented lines.
 pub fn instance_details(i: &Instance, now: i64) -> String {
+    let http_keys: Vec<String> = i
+        .http_urls
+        .iter()
+        .map(|h| format!("http {}", h.port))
+        .collect();
     let mut lines: Vec<(&str, Vec<String>)> = vec![
         ("id", vec![i.id.to_string()]),
         ("state", vec![i.state.to_string()]),
@@ -161,22 +166,45 @@ pub fn instance_details(i: &Instance, now: i64) -> String {
         .ports
         .iter()
         .map(|p| {
-            format!(
-                "{}:{} -> {}/{}",
-                i.public_ip,
-                p.external,
-                p.internal,
-                p.proto.as_str()
-            )
+            if p.local {
+                format!(
+                    "loopback:{} -> {}/{} (on the host only: no direct connection)",
+                    p.external,
+                    p.internal,
+                    p.proto.as_str()
+                )
+            } else {
+                format!(
+                    "{}:{} -> {}/{}",
+                    i.public_ip,
+                    p.external,
+                    p.internal,
+                    p.proto.as_str()
+                )
+            }
         })
         .collect();
     lines.push(("ports", ports));
     if ssh::runs_sshd(i) {
-        let ssh_line = match ssh::Endpoint::of(i) {
-            Ok(ep) => format!("ssh -p {} {}", ep.port, ep.destination()),
-            Err(_) => "- (no direct SSH port)".to_string(),
+        let ssh_line = match ssh::direct_addr(i) {
+            Some(a) => format!("ssh -p {} root@{}", a.port, a.host),
+            None => "- (no direct SSH port)".to_string(),
         };
         lines.push(("ssh", vec![ssh_line]));
+        match ssh::proxy_addr(i) {
+            Ok(Some(a)) => lines.push((
+                "ssh (proxy)",
+                vec![format!("ssh -p {} root@{}", a.port, a.host)],
+            )),
+            Ok(None) => {}
+            Err(_) => lines.push((
+                "ssh (proxy)",
+                vec![format!(
+                    "- (unreadable proxy address {})",
+                    quote(i.proxy_ssh.as_deref().unwrap_or(""))
+                )],
+            )),
+        }
         let host_keys: Vec<String> = i
             .ssh_host_keys
             .iter()
@@ -209,9 +237,19 @@ pub fn instance_details(i: &Instance, now: i64) -> String {
         };
         lines.push(("onstart", vec![onstart]));
         lines.push(("direct", vec![yes_no(i.direct)]));
-        if let Some(url) = &i.jupyter_url {
-            lines.push(("jupyter", vec![url.clone()]));
+        if let Some((url, _)) = crate::jupyter::Links::of(i).ok().and_then(|l| l.direct) {
+            lines.push(("jupyter", vec![url]));
         }
+        if let Some(url) = i
+            .proxy_jupyter_url
+            .as_ref()
+            .filter(|_| i.mode == LaunchMode::Jupyter)
+        {
+            lines.push(("jupyter (proxy)", vec![url.clone()]));
+        }
+    }
+    for (key, h) in http_keys.iter().zip(&i.http_urls) {
+        lines.push((key, vec![h.url.clone()]));
     }
     lines.push((
         "container id",
@@ -252,10 +290,12 @@ pub fn state(i: &Instance) -> String {
     }
 }
 
-/// `40001->8000/tcp,40002->7000/udp`.
+/// `40001->8000/tcp,40002->7000/udp`: the direct mappings (loopback-only ones, on a host
+/// without open ports, are left out: nothing connects to them directly).
 pub fn ports(ports: &[PortMapping]) -> String {
     ports
         .iter()
+        .filter(|p| !p.local)
         .map(|p| format!("{}->{}/{}", p.external, p.internal, p.proto.as_str()))
         .collect::<Vec<_>>()
         .join(",")
@@ -402,11 +442,13 @@ mod tests {
                     internal: 8000,
                     external: 40001,
                     proto: PortProto::Tcp,
+                    local: false,
                 },
                 PortMapping {
                     internal: 7000,
                     external: 40002,
                     proto: PortProto::Udp,
+                    local: false,
                 },
             ],
             entrypoint: Some("/bin/sh".into()),
@@ -420,6 +462,9 @@ mod tests {
             jupyter_dir: None,
             jupyter_token: None,
             jupyter_url: None,
+            proxy_ssh: None,
+            proxy_jupyter_url: None,
+            http_urls: vec![],
             container_id: Some("abc123".into()),
             created_at: "2023-11-14T22:08:20Z".into(),
             started_at: None,
@@ -613,6 +658,90 @@ created:      2023-11-14T22:08:20Z (5m ago)
         let d = instance_details(&instance(), NOW);
         assert!(
             !d.contains("ssh") && !d.contains("onstart") && !d.contains("direct"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn direct_and_proxy_details() {
+        let mut i = instance();
+        i.mode = LaunchMode::Jupyter;
+        i.state = InstanceState::Running;
+        i.exit_code = None;
+        i.ports = vec![
+            PortMapping {
+                internal: 22,
+                external: 40001,
+                proto: PortProto::Tcp,
+                local: false,
+            },
+            PortMapping {
+                internal: 8080,
+                external: 40002,
+                proto: PortProto::Tcp,
+                local: false,
+            },
+        ];
+        i.jupyter_url = Some("https://203.0.113.5:40002/tree?token=t".into());
+        i.proxy_ssh = Some("proxy.example:2207".into());
+        i.proxy_jupyter_url = Some("https://i7-8080.berth.example:8443/tree?token=t".into());
+        i.http_urls = vec![berth_core::api::HttpUrl {
+            port: 7860,
+            url: "https://i7-7860.berth.example:8443/?berth_token=a".into(),
+        }];
+        let d = instance_details(&i, NOW);
+        assert!(
+            d.contains(
+                "\nssh:             ssh -p 40001 root@203.0.113.5\nssh (proxy):     ssh -p 2207 root@proxy.example\n"
+            ),
+            "{d}"
+        );
+        assert!(
+            d.contains(
+                "\njupyter:         https://203.0.113.5:40002/tree?token=t\njupyter (proxy): https://i7-8080.berth.example:8443/tree?token=t\nhttp 7860:       https://i7-7860.berth.example:8443/?berth_token=a\n"
+            ),
+            "{d}"
+        );
+
+        // A host without open ports: loopback-only mappings, no direct lines.
+        for p in &mut i.ports {
+            p.local = true;
+        }
+        i.proxy_ssh = Some("[2001:db8::9]:2207".into());
+        let d = instance_details(&i, NOW);
+        assert!(
+            d.contains("\nports:           loopback:40001 -> 22/tcp (on the host only: no direct connection)\n"),
+            "{d}"
+        );
+        assert!(
+            d.contains("\nssh:             - (no direct SSH port)\nssh (proxy):     ssh -p 2207 root@2001:db8::9\n"),
+            "{d}"
+        );
+        assert!(!d.contains("\njupyter: "), "{d}");
+        assert!(d.contains("\njupyter (proxy): https://i7-8080"), "{d}");
+
+        // Without a proxy, no proxy lines.
+        i.proxy_ssh = None;
+        i.proxy_jupyter_url = None;
+        i.http_urls.clear();
+        let d = instance_details(&i, NOW);
+        assert!(!d.contains("proxy") && !d.contains("http "), "{d}");
+
+        // The table leaves loopback-only mappings out.
+        i.ports[1].local = false;
+        let t = instances_table(&[i], NOW);
+        assert!(t.contains("  40002->8080/tcp  "), "{t}");
+        assert!(!t.contains("->22/"), "{t}");
+
+        // http links show for entrypoint instances too.
+        let mut e = instance();
+        e.http_urls = vec![berth_core::api::HttpUrl {
+            port: 8000,
+            url: "https://i7-8000.berth.example:8443/?berth_token=a".into(),
+        }];
+        let d = instance_details(&e, NOW);
+        assert!(
+            d.contains("\nhttp 8000:    https://i7-8000.berth.example:8443/?berth_token=a\n"),
             "{d}"
         );
     }

@@ -2,14 +2,21 @@
 //! `berth ssh` and `berth scp`, the `Host` entries of `berth ssh-config`, and berth's own
 //! known_hosts file.
 //!
-//! Host keys are pinned per instance, not per address: every connection names the instance
-//! with `HostKeyAlias=berth-i<ID>` and reads berth's known_hosts file (`known_hosts` beside
+//! An instance has up to two SSH endpoints: direct (its host's public IP and the port 22 is
+//! mapped to, on a host with open ports) and through the proxy (`proxy_ssh`). `berth ssh`
+//! and `berth scp` take the direct one when it answers, else the proxy (see
+//! [`crate::route`]).
+//!
+//! Host keys are pinned per instance, not per address or path: every connection names the
+//! instance with `HostKeyAlias=berth-i<ID>` and reads berth's known_hosts file (`known_hosts` beside
 //! the CLI config file), which holds the host keys the server reports for each instance. So
 //! strict host key checking stays on, a host port reused by another instance never looks
-//! like a changed key, and an instance keeps its keys across stop/start.
+//! like a changed key, an instance keeps its keys across stop/start, and the direct and the
+//! proxy paths check the same keys.
 //!
 //! Everything here but [`write_known_hosts`] and [`known_hosts_path`] is pure.
 use crate::config;
+use crate::route::{self, Addr, NoRoute, Route, Want};
 use anyhow::{bail, Context, Result};
 use berth_core::api::Instance;
 use berth_core::{InstanceState, LaunchMode, PortProto};
@@ -31,9 +38,15 @@ pub fn host_key_alias(id: i64) -> String {
     format!("berth-i{id}")
 }
 
-/// The `Host` name `berth ssh-config` gives an instance: `berth-12`.
+/// The `Host` name `berth ssh-config` gives an instance: `berth-12` (directly when it can,
+/// else through the proxy).
 pub fn host_alias(id: i64) -> String {
     format!("berth-{id}")
+}
+
+/// The `Host` name `berth ssh-config` gives the way through the proxy: `berth-12-proxy`.
+pub fn proxy_host_alias(id: i64) -> String {
+    format!("berth-{id}-proxy")
 }
 
 /// Whether berth runs sshd in this instance.
@@ -41,25 +54,55 @@ pub fn runs_sshd(i: &Instance) -> bool {
     matches!(i.mode, LaunchMode::Ssh | LaunchMode::Jupyter)
 }
 
-/// The host port that internal 22/tcp is mapped to, if any.
+/// The host port that internal 22/tcp is mapped to for direct connections, if any: a
+/// loopback-only mapping (`local`, on a host without open ports) does not count.
 pub fn direct_port(i: &Instance) -> Option<u16> {
     i.ports
         .iter()
-        .find(|p| p.internal == SSH_PORT && p.proto == PortProto::Tcp)
+        .find(|p| p.internal == SSH_PORT && p.proto == PortProto::Tcp && !p.local)
         .map(|p| p.external)
 }
 
-/// Where an instance's sshd answers directly: `root@ip:port`.
+/// Where an instance's sshd answers directly: its host's public IP and the non-local port
+/// 22/tcp is mapped to.
+pub fn direct_addr(i: &Instance) -> Option<Addr> {
+    let port = direct_port(i).filter(|_| !i.public_ip.is_empty())?;
+    Some(Addr {
+        host: i.public_ip.clone(),
+        port,
+    })
+}
+
+/// Where an instance's sshd answers through the proxy: `proxy_ssh` read as `HOST:PORT`.
+/// Errors (one line) when the server's value cannot be read.
+pub fn proxy_addr(i: &Instance) -> Result<Option<Addr>> {
+    i.proxy_ssh
+        .as_deref()
+        .map(|s| {
+            Addr::parse(s).with_context(|| format!("the proxy SSH address of instance {}", i.id))
+        })
+        .transpose()
+}
+
+/// Both ways to an instance's sshd: directly and through the proxy, each if it has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub id: i64,
-    pub ip: String,
-    pub port: u16,
+    pub direct: Option<Addr>,
+    pub proxy: Option<Addr>,
+}
+
+/// One way to an instance's sshd, chosen: `root@HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub id: i64,
+    pub route: Route,
+    pub addr: Addr,
 }
 
 impl Endpoint {
-    /// The direct SSH endpoint of an ssh or jupyter instance, whatever its state. Errors
-    /// (one line) for an entrypoint instance or one without a direct port.
+    /// The SSH endpoints of an ssh or jupyter instance, whatever its state. Errors (one
+    /// line) for an entrypoint instance or an unreadable proxy address.
     pub fn of(i: &Instance) -> Result<Endpoint> {
         if !runs_sshd(i) {
             bail!(
@@ -68,45 +111,78 @@ impl Endpoint {
                 i.mode
             );
         }
-        let Some(port) = direct_port(i).filter(|_| !i.public_ip.is_empty()) else {
-            bail!(
-                "instance {} has no direct SSH port (its host has no open ports)",
-                i.id
-            );
-        };
         Ok(Endpoint {
             id: i.id,
-            ip: i.public_ip.clone(),
-            port,
+            direct: direct_addr(i),
+            proxy: proxy_addr(i)?,
         })
     }
 
-    /// `ssh://root@IP:PORT` (an IPv6 address in brackets).
-    pub fn url(&self) -> String {
-        format!("ssh://root@{}:{}", self.bracketed_ip(), self.port)
+    /// The way `want` names, or the direct one when there is one and the proxy otherwise
+    /// (what `ssh-url` and `ssh-config` show: no probe).
+    pub fn preferred(&self, want: Want) -> Result<Target> {
+        self.choose(want, |_| true)
     }
 
-    /// `root@IP`, ssh's destination.
-    pub fn destination(&self) -> String {
-        format!("root@{}", self.ip)
-    }
-
-    /// `root@IP:PATH`, scp's remote side (an IPv6 address in brackets).
-    pub fn scp_target(&self, path: &str) -> String {
-        format!("root@{}:{path}", self.bracketed_ip())
-    }
-
-    fn bracketed_ip(&self) -> String {
-        if self.ip.contains(':') {
-            format!("[{}]", self.ip)
-        } else {
-            self.ip.clone()
+    /// The way to connect: see [`route::pick`]; `answers` tells whether an SSH server
+    /// answers at an address (see [`route::ssh_answers`]), and is asked only when both ways
+    /// exist and `want` is [`Want::Auto`].
+    pub fn choose(&self, want: Want, mut answers: impl FnMut(&Addr) -> bool) -> Result<Target> {
+        let picked = route::pick(
+            self.direct.is_some(),
+            self.proxy.is_some(),
+            want,
+            |r| match (r, &self.direct, &self.proxy) {
+                (Route::Direct, Some(a), _) | (Route::Proxy, _, Some(a)) => answers(a),
+                _ => false,
+            },
+        );
+        let id = self.id;
+        let route = match picked {
+            Ok(r) => r,
+            Err(NoRoute::NoDirect) => {
+                bail!("instance {id} has no direct SSH endpoint (its host has no open ports)")
+            }
+            Err(NoRoute::NoProxy) => {
+                bail!("instance {id} has no proxy SSH endpoint: this deployment has no proxy")
+            }
+            Err(NoRoute::NoEndpoint) => bail!(
+                "instance {id} has no SSH endpoint: its host has no open ports and this deployment has no proxy"
+            ),
+            Err(NoRoute::NeitherAnswers) => bail!(
+                "instance {id}: neither the direct endpoint {} nor the proxy {} answers",
+                self.direct.as_ref().expect("both exist"),
+                self.proxy.as_ref().expect("both exist"),
+            ),
+        };
+        let addr = match route {
+            Route::Direct => self.direct.clone(),
+            Route::Proxy => self.proxy.clone(),
         }
+        .expect("pick chooses a way that exists");
+        Ok(Target { id, route, addr })
     }
 }
 
-/// The endpoint of an instance one can connect to now: [`Endpoint::of`], and the instance
-/// is running or connecting and has reported its host keys.
+impl Target {
+    /// `ssh://root@HOST:PORT` (an IPv6 address in brackets).
+    pub fn url(&self) -> String {
+        format!("ssh://root@{}", self.addr)
+    }
+
+    /// `root@HOST`, ssh's destination.
+    pub fn destination(&self) -> String {
+        format!("root@{}", self.addr.host)
+    }
+
+    /// `root@HOST:PATH`, scp's remote side (an IPv6 address in brackets).
+    pub fn scp_target(&self, path: &str) -> String {
+        format!("root@{}:{path}", self.addr.bracketed_host())
+    }
+}
+
+/// The endpoints of an instance one can connect to now: [`Endpoint::of`], and the
+/// instance is running or connecting and has reported its host keys.
 pub fn connectable(i: &Instance) -> Result<Endpoint> {
     let ep = Endpoint::of(i)?;
     if !matches!(i.state, InstanceState::Running | InstanceState::Connecting) {
@@ -155,17 +231,17 @@ fn user_options(identity: Option<&str>, options: &[String]) -> Vec<String> {
 /// The `--` before the destination keeps ssh from reading command words as its options;
 /// ssh joins the command words with spaces for the remote shell, as always.
 pub fn ssh_argv(
-    ep: &Endpoint,
+    target: &Target,
     known_hosts: &str,
     identity: Option<&str>,
     options: &[String],
     command: &[String],
 ) -> Vec<String> {
     let mut argv = user_options(identity, options);
-    argv.extend(pinning_options(ep.id, known_hosts));
-    argv.extend(["-p".to_string(), ep.port.to_string()]);
+    argv.extend(pinning_options(target.id, known_hosts));
+    argv.extend(["-p".to_string(), target.addr.port.to_string()]);
     argv.push("--".to_string());
-    argv.push(ep.destination());
+    argv.push(target.destination());
     argv.extend(command.iter().cloned());
     argv
 }
@@ -199,9 +275,9 @@ impl<'a> ScpPath<'a> {
 
     /// How scp must see it: `root@IP:PATH` for the instance, a local path that scp cannot
     /// mistake for a remote one (`a:b` becomes `./a:b`).
-    fn scp_arg(&self, ep: &Endpoint) -> String {
+    fn scp_arg(&self, target: &Target) -> String {
         match *self {
-            ScpPath::Remote { path, .. } => ep.scp_target(path),
+            ScpPath::Remote { path, .. } => target.scp_target(path),
             ScpPath::Local(p) => match p.split_once(':') {
                 Some((before, _)) if !before.contains('/') => format!("./{p}"),
                 _ => p.to_string(),
@@ -230,7 +306,7 @@ pub fn scp_sides<'a>(src: &'a str, dst: &'a str) -> Result<(ScpPath<'a>, ScpPath
 /// `[-r] [-i ID] [-o OPT]… -o HostKeyAlias=… (as ssh) -P PORT -- SRC DST`, the instance
 /// side as `root@IP:PATH`.
 pub fn scp_argv(
-    ep: &Endpoint,
+    target: &Target,
     known_hosts: &str,
     recursive: bool,
     identity: Option<&str>,
@@ -243,11 +319,11 @@ pub fn scp_argv(
         argv.push("-r".to_string());
     }
     argv.extend(user_options(identity, options));
-    argv.extend(pinning_options(ep.id, known_hosts));
-    argv.extend(["-P".to_string(), ep.port.to_string()]);
+    argv.extend(pinning_options(target.id, known_hosts));
+    argv.extend(["-P".to_string(), target.addr.port.to_string()]);
     argv.push("--".to_string());
-    argv.push(src.scp_arg(ep));
-    argv.push(dst.scp_arg(ep));
+    argv.push(src.scp_arg(target));
+    argv.push(dst.scp_arg(target));
     argv
 }
 
@@ -319,9 +395,12 @@ pub fn render_known_hosts(instances: &[Instance]) -> String {
     out
 }
 
-/// `berth ssh-config`'s output: [`SSH_CONFIG_HEADER`], then a `Host berth-N` entry for
-/// every ssh and jupyter instance with a direct SSH port. `known_hosts` and `identity` are
-/// config values already (see [`config_path_value`]).
+/// `berth ssh-config`'s output: [`SSH_CONFIG_HEADER`], then for every ssh and jupyter
+/// instance with an SSH endpoint a `Host berth-N` entry (direct when it has a direct
+/// endpoint, else through the proxy) and, when it has a proxy endpoint, a
+/// `Host berth-N-proxy` entry. Both name the same `HostKeyAlias`, so one known_hosts line
+/// serves both. `known_hosts` and `identity` are config values already (see
+/// [`config_path_value`]).
 pub fn render_ssh_config(
     instances: &[Instance],
     known_hosts: &str,
@@ -330,16 +409,23 @@ pub fn render_ssh_config(
     let mut sorted: Vec<&Instance> = instances.iter().collect();
     sorted.sort_by_key(|i| i.id);
     let mut out = format!("{SSH_CONFIG_HEADER}\n");
-    for ep in sorted.into_iter().filter_map(|i| Endpoint::of(i).ok()) {
+    let mut entry = |alias: String, target: &Target| {
         out.push_str(&format!(
-            "\nHost {}\n    HostName {}\n    Port {}\n    User root\n    HostKeyAlias {}\n    UserKnownHostsFile {known_hosts}\n    StrictHostKeyChecking yes\n",
-            host_alias(ep.id),
-            ep.ip,
-            ep.port,
-            host_key_alias(ep.id),
+            "\nHost {alias}\n    HostName {}\n    Port {}\n    User root\n    HostKeyAlias {}\n    UserKnownHostsFile {known_hosts}\n    StrictHostKeyChecking yes\n",
+            target.addr.host,
+            target.addr.port,
+            host_key_alias(target.id),
         ));
         if let Some(id) = identity {
             out.push_str(&format!("    IdentityFile {id}\n"));
+        }
+    };
+    for ep in sorted.into_iter().filter_map(|i| Endpoint::of(i).ok()) {
+        if let Ok(main) = ep.preferred(Want::Auto) {
+            entry(host_alias(ep.id), &main);
+        }
+        if let Ok(proxy) = ep.preferred(Want::Proxy) {
+            entry(proxy_host_alias(ep.id), &proxy);
         }
     }
     out
@@ -417,12 +503,14 @@ mod tests {
             internal: 8080,
             external: 40001,
             proto: PortProto::Tcp,
+            local: false,
         }];
         if let Some(external) = ssh_port {
             ports.push(PortMapping {
                 internal: 22,
                 external,
                 proto: PortProto::Tcp,
+                local: false,
             });
         }
         Instance {
@@ -449,6 +537,9 @@ mod tests {
             jupyter_dir: None,
             jupyter_token: None,
             jupyter_url: None,
+            proxy_ssh: None,
+            proxy_jupyter_url: None,
+            http_urls: vec![],
             container_id: Some("c".into()),
             created_at: "2023-11-14T22:08:20Z".into(),
             started_at: None,
@@ -471,11 +562,14 @@ mod tests {
             ep,
             Endpoint {
                 id: 12,
-                ip: "203.0.113.5".into(),
-                port: 40022
+                direct: Some(addr("203.0.113.5", 40022)),
+                proxy: None,
             }
         );
-        assert_eq!(ep.url(), "ssh://root@203.0.113.5:40022");
+        assert_eq!(
+            ep.preferred(Want::Auto).unwrap().url(),
+            "ssh://root@203.0.113.5:40022"
+        );
 
         let e = err(connectable(&instance(
             3,
@@ -486,20 +580,24 @@ mod tests {
             e,
             "instance 3 runs in entrypoint mode: berth runs no sshd there"
         );
-        let e = err(connectable(&instance(4, LaunchMode::Jupyter, None)));
+        let e = err(connectable(&instance(4, LaunchMode::Jupyter, None))
+            .and_then(|ep| ep.choose(Want::Auto, |_| true)));
         assert_eq!(
             e,
-            "instance 4 has no direct SSH port (its host has no open ports)"
+            "instance 4 has no SSH endpoint: its host has no open ports and this deployment has no proxy"
         );
         let mut udp = instance(4, LaunchMode::Ssh, Some(40022));
         udp.ports[1].proto = PortProto::Udp;
-        assert!(Endpoint::of(&udp).is_err());
+        assert_eq!(Endpoint::of(&udp).unwrap().direct, None);
 
         let mut stopped = instance(5, LaunchMode::Ssh, Some(40022));
         stopped.state = InstanceState::Stopped;
         assert_eq!(err(connectable(&stopped)), "instance 5 is stopped");
         // ssh-url does not care about the state.
-        assert_eq!(Endpoint::of(&stopped).unwrap().port, 40022);
+        assert_eq!(
+            Endpoint::of(&stopped).unwrap().direct,
+            Some(addr("203.0.113.5", 40022))
+        );
         stopped.state = InstanceState::Exited;
         stopped.exit_code = Some(2);
         assert_eq!(err(connectable(&stopped)), "instance 5 is exited(2)");
@@ -513,15 +611,168 @@ mod tests {
 
         let mut v6 = instance(7, LaunchMode::Ssh, Some(40022));
         v6.public_ip = "2001:db8::5".into();
-        let ep = Endpoint::of(&v6).unwrap();
+        let ep = Endpoint::of(&v6).unwrap().preferred(Want::Auto).unwrap();
         assert_eq!(ep.url(), "ssh://root@[2001:db8::5]:40022");
         assert_eq!(ep.destination(), "root@2001:db8::5");
         assert_eq!(ep.scp_target("/x"), "root@[2001:db8::5]:/x");
     }
 
+    fn addr(host: &str, port: u16) -> Addr {
+        Addr {
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// An ssh instance on a host with open ports, with a proxy endpoint too.
+    fn both(id: i64) -> Instance {
+        let mut i = instance(id, LaunchMode::Ssh, Some(40022));
+        i.proxy_ssh = Some("proxy.example:2201".into());
+        i
+    }
+
+    /// An ssh instance on a host without open ports: 22 is mapped on the host's loopback.
+    fn proxy_only(id: i64) -> Instance {
+        let mut i = both(id);
+        for p in &mut i.ports {
+            p.local = true;
+        }
+        i
+    }
+
+    #[test]
+    fn direct_and_proxy_endpoints() {
+        let ep = Endpoint::of(&both(12)).unwrap();
+        assert_eq!(ep.direct, Some(addr("203.0.113.5", 40022)));
+        assert_eq!(ep.proxy, Some(addr("proxy.example", 2201)));
+
+        // A loopback-only mapping is no direct endpoint.
+        let nat = Endpoint::of(&proxy_only(13)).unwrap();
+        assert_eq!(nat.direct, None);
+        assert_eq!(nat.proxy, Some(addr("proxy.example", 2201)));
+
+        // IPv6 proxies come in brackets.
+        let mut v6 = proxy_only(14);
+        v6.proxy_ssh = Some("[2001:db8::9]:2202".into());
+        let t = Endpoint::of(&v6).unwrap().preferred(Want::Auto).unwrap();
+        assert_eq!(t.route, Route::Proxy);
+        assert_eq!(t.addr, addr("2001:db8::9", 2202));
+        assert_eq!(t.url(), "ssh://root@[2001:db8::9]:2202");
+        assert_eq!(t.destination(), "root@2001:db8::9");
+        assert_eq!(t.scp_target("/x"), "root@[2001:db8::9]:/x");
+
+        let mut bad = both(15);
+        bad.proxy_ssh = Some("2001:db8::9:2202".into());
+        let e = err(Endpoint::of(&bad));
+        assert!(
+            e.starts_with("the proxy SSH address of instance 15: \"2001:db8::9:2202\""),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn choosing_direct_or_proxy() {
+        let ep = Endpoint::of(&both(12)).unwrap();
+        let direct = addr("203.0.113.5", 40022);
+        let proxy = addr("proxy.example", 2201);
+
+        // Auto: direct when it answers, asking about nothing else.
+        let mut asked = Vec::new();
+        let t = ep
+            .choose(Want::Auto, |a| {
+                asked.push(a.clone());
+                true
+            })
+            .unwrap();
+        assert_eq!((t.route, &t.addr), (Route::Direct, &direct));
+        assert_eq!(asked, vec![direct.clone()]);
+
+        // Else the proxy, once it answers.
+        let mut asked = Vec::new();
+        let t = ep
+            .choose(Want::Auto, |a| {
+                asked.push(a.clone());
+                *a == proxy
+            })
+            .unwrap();
+        assert_eq!((t.route, &t.addr, t.id), (Route::Proxy, &proxy, 12));
+        assert_eq!(asked, [direct.clone(), proxy.clone()]);
+
+        assert_eq!(
+            err(ep.choose(Want::Auto, |_| false)),
+            "instance 12: neither the direct endpoint 203.0.113.5:40022 nor the proxy proxy.example:2201 answers"
+        );
+
+        // Forced: no probe.
+        let t = ep.choose(Want::Direct, |_| panic!("no probe")).unwrap();
+        assert_eq!(t.addr, direct);
+        let t = ep.choose(Want::Proxy, |_| panic!("no probe")).unwrap();
+        assert_eq!(t.addr, proxy);
+
+        let nat = Endpoint::of(&proxy_only(13)).unwrap();
+        assert_eq!(
+            err(nat.choose(Want::Direct, |_| true)),
+            "instance 13 has no direct SSH endpoint (its host has no open ports)"
+        );
+        assert_eq!(
+            nat.choose(Want::Auto, |_| panic!("a lone path is not probed"))
+                .unwrap()
+                .route,
+            Route::Proxy
+        );
+        let no_proxy = Endpoint::of(&instance(14, LaunchMode::Ssh, Some(40022))).unwrap();
+        assert_eq!(
+            err(no_proxy.choose(Want::Proxy, |_| true)),
+            "instance 14 has no proxy SSH endpoint: this deployment has no proxy"
+        );
+        assert_eq!(
+            no_proxy.choose(Want::Auto, |_| false).unwrap().route,
+            Route::Direct
+        );
+
+        // ssh-url: direct if any, else the proxy; never a probe.
+        assert_eq!(
+            ep.preferred(Want::Auto).unwrap().url(),
+            "ssh://root@203.0.113.5:40022"
+        );
+        assert_eq!(
+            ep.preferred(Want::Proxy).unwrap().url(),
+            "ssh://root@proxy.example:2201"
+        );
+        assert_eq!(
+            nat.preferred(Want::Auto).unwrap().url(),
+            "ssh://root@proxy.example:2201"
+        );
+    }
+
+    #[test]
+    fn the_proxy_path_pins_the_same_key() {
+        let t = Endpoint::of(&both(12))
+            .unwrap()
+            .preferred(Want::Proxy)
+            .unwrap();
+        let argv = ssh_argv(&t, KH, None, &[], &[]);
+        assert!(argv.contains(&"HostKeyAlias=berth-i12".to_string()));
+        assert_eq!(
+            argv[argv.len() - 4..],
+            strings(&["-p", "2201", "--", "root@proxy.example"])
+        );
+        let (s, d, _) = scp_sides("12:/x", ".").unwrap();
+        let argv = scp_argv(&t, KH, false, None, &[], &s, &d);
+        assert!(argv.contains(&"HostKeyAlias=berth-i12".to_string()));
+        assert_eq!(
+            argv[argv.len() - 5..],
+            strings(&["-P", "2201", "--", "root@proxy.example:/x", "."])
+        );
+    }
+
     #[test]
     fn ssh_argv_pins_the_instance_key() {
-        let ep = Endpoint::of(&instance(12, LaunchMode::Ssh, Some(40022))).unwrap();
+        let ep = Endpoint::of(&instance(12, LaunchMode::Ssh, Some(40022)))
+            .unwrap()
+            .preferred(Want::Auto)
+            .unwrap();
         assert_eq!(
             ssh_argv(&ep, KH, None, &[], &[]),
             strings(&[
@@ -637,7 +888,10 @@ mod tests {
 
     #[test]
     fn scp_argv_maps_the_instance_side() {
-        let ep = Endpoint::of(&instance(12, LaunchMode::Ssh, Some(40022))).unwrap();
+        let ep = Endpoint::of(&instance(12, LaunchMode::Ssh, Some(40022)))
+            .unwrap()
+            .preferred(Want::Auto)
+            .unwrap();
         let (s, d, _) = scp_sides("a:b", "12:/tmp/x").unwrap();
         assert_eq!(
             scp_argv(
@@ -763,6 +1017,41 @@ Host berth-12
             render_ssh_config(&instances[2..3], KH, None),
             format!("{SSH_CONFIG_HEADER}\n")
         );
+    }
+
+    #[test]
+    fn ssh_config_renders_direct_and_proxy_hosts() {
+        let mut v6 = proxy_only(7);
+        v6.proxy_ssh = Some("[2001:db8::9]:2207".into());
+        let instances = [both(12), proxy_only(3), v6];
+        let text = render_ssh_config(&instances, KH, Some("/k"));
+        let entry = |alias: &str, host: &str, port: u16, id: i64| {
+            format!(
+                "
+Host {alias}
+    HostName {host}
+    Port {port}
+    User root
+    HostKeyAlias berth-i{id}
+    UserKnownHostsFile {KH}
+    StrictHostKeyChecking yes
+    IdentityFile /k
+"
+            )
+        };
+        let expected = [
+            format!("{SSH_CONFIG_HEADER}\n"),
+            // Proxy only: both names lead through the proxy.
+            entry("berth-3", "proxy.example", 2201, 3),
+            entry("berth-3-proxy", "proxy.example", 2201, 3),
+            entry("berth-7", "2001:db8::9", 2207, 7),
+            entry("berth-7-proxy", "2001:db8::9", 2207, 7),
+            // Both: the plain name is direct.
+            entry("berth-12", "203.0.113.5", 40022, 12),
+            entry("berth-12-proxy", "proxy.example", 2201, 12),
+        ]
+        .concat();
+        assert_eq!(text, expected);
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct CreateInstance {
     /// jupyter: root directory (default `/`).
     #[serde(default)]
     pub jupyter_dir: Option<String>,
+    /// Ports served over HTTPS through the proxy (like `-p PORT/http`).
+    #[serde(default)]
+    pub http_ports: Vec<u16>,
 }
 
 /// An instance as the API shows it.
@@ -74,6 +77,12 @@ pub struct Instance {
     pub jupyter_token: Option<String>,
     /// jupyter: the direct HTTPS link with the token, once the port is mapped.
     pub jupyter_url: Option<String>,
+    /// Through the proxy: `HOST:PORT` that leads to the instance's sshd.
+    pub proxy_ssh: Option<String>,
+    /// Through the proxy: Jupyter's HTTPS link with the token.
+    pub proxy_jupyter_url: Option<String>,
+    /// Through the proxy: one HTTPS link (with the access token) per http port.
+    pub http_urls: Vec<HttpUrl>,
     pub container_id: Option<String>,
     /// RFC 3339.
     pub created_at: String,
@@ -166,4 +175,11 @@ pub struct SshKey {
 #[serde(deny_unknown_fields)]
 pub struct NewSshKey {
     pub key: String,
+}
+
+/// An http port's link through the proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpUrl {
+    pub port: u16,
+    pub url: String,
 }

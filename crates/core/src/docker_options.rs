@@ -13,6 +13,8 @@ use crate::spec::{PortProto, PortSpec};
 pub struct DockerOptions {
     pub env: Vec<(String, String)>,
     pub ports: Vec<PortSpec>,
+    /// Ports given as `PORT/http`: TCP ports served over HTTPS through the proxy.
+    pub http_ports: Vec<u16>,
 }
 
 /// Parses the options string.
@@ -50,7 +52,11 @@ pub fn parse(s: &str) -> Result<DockerOptions, String> {
             }
             "-p" | "--publish" => {
                 let v = value(&opt)?;
-                out.ports.extend(parse_publish(&v)?);
+                let (ports, http) = parse_publish(&v)?;
+                if http {
+                    out.http_ports.extend(ports.iter().map(|p| p.port));
+                }
+                out.ports.extend(ports);
             }
             _ if opt.starts_with('-') => {
                 return Err(format!(
@@ -67,14 +73,20 @@ pub fn parse(s: &str) -> Result<DockerOptions, String> {
     Ok(out)
 }
 
-/// `[[IP:]HOST:]CONTAINER[-END][/PROTO]` → the container ports it names.
-pub fn parse_publish(v: &str) -> Result<Vec<PortSpec>, String> {
+/// `[[IP:]HOST:]CONTAINER[-END][/PROTO]` → the container ports it names, and whether
+/// PROTO was `http` (a TCP port that the proxy serves over HTTPS).
+pub fn parse_publish(v: &str) -> Result<(Vec<PortSpec>, bool), String> {
     let bad = |why: &str| format!("-p {v:?}: {why}");
-    let (ports, proto) = match v.rsplit_once('/') {
-        Some((p, "tcp")) => (p, PortProto::Tcp),
-        Some((p, "udp")) => (p, PortProto::Udp),
-        Some((_, other)) => return Err(bad(&format!("unknown protocol {other:?} (tcp or udp)"))),
-        None => (v, PortProto::Tcp),
+    let (ports, proto, http) = match v.rsplit_once('/') {
+        Some((p, "tcp")) => (p, PortProto::Tcp, false),
+        Some((p, "udp")) => (p, PortProto::Udp, false),
+        Some((p, "http")) => (p, PortProto::Tcp, true),
+        Some((_, other)) => {
+            return Err(bad(&format!(
+                "unknown protocol {other:?} (tcp, udp or http)"
+            )))
+        }
+        None => (v, PortProto::Tcp, false),
     };
     let parts: Vec<&str> = if ports.starts_with('[') {
         // [IPv6]:HOST:CONTAINER
@@ -110,7 +122,10 @@ pub fn parse_publish(v: &str) -> Result<Vec<PortSpec>, String> {
             crate::spec::MAX_PORTS
         )));
     }
-    Ok((lo..=hi).map(|port| PortSpec { port, proto }).collect())
+    Ok((
+        (lo..=hi).map(|port| PortSpec { port, proto }).collect(),
+        http,
+    ))
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -250,6 +265,13 @@ mod tests {
                 tcp(5000),
             ]
         );
+    }
+
+    #[test]
+    fn http_ports_are_tcp_ports_served_by_the_proxy() {
+        let o = parse("-p 7860:7860/http -p 8000").unwrap();
+        assert_eq!(o.http_ports, vec![7860]);
+        assert_eq!(o.ports, vec![tcp(7860), tcp(8000)]);
     }
 
     #[test]

@@ -132,6 +132,10 @@ pub struct PortMapping {
     pub internal: u16,
     pub external: u16,
     pub proto: PortProto,
+    /// Bound to the host's loopback only (a host without open ports): reachable through
+    /// the agent's tunnel, not directly.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -197,12 +201,15 @@ pub enum AgentMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
-    /// First answer to Hello: the deployment this agent serves (used in container labels)
-    /// and its certificate authority (to check the instances' TLS services).
+    /// First answer to Hello: the deployment this agent serves (used in container labels),
+    /// its certificate authority (to check the instances' TLS services and the proxy), and
+    /// where the agent dials its tunnel to the proxy, if the deployment has one.
     Welcome {
         deployment: String,
         #[serde(default)]
         ca_cert_pem: Option<String>,
+        #[serde(default)]
+        tunnel: Option<proxy::TunnelEndpoint>,
     },
     Desired {
         instances: Vec<DesiredInstance>,
@@ -254,6 +261,7 @@ mod tests {
                     internal: 80,
                     external: 40001,
                     proto: PortProto::Tcp,
+                    local: false,
                 }],
                 gpu_ids: vec![],
                 started_at: None,
@@ -275,5 +283,99 @@ mod tests {
         assert!("40999-40000".parse::<PortRange>().is_err());
         assert!("0-10".parse::<PortRange>().is_err());
         assert!("80".parse::<PortRange>().is_err());
+    }
+}
+
+/// The proxy ↔ server protocol. The proxy polls the server (bearer: the agent token):
+/// `GET /proxy/v1/config` for its settings and TLS material, `GET /proxy/v1/routes` for the
+/// full route table (level-triggered, like the agents' desired sets).
+pub mod proxy {
+    use super::PortRange;
+    use serde::{Deserialize, Serialize};
+
+    pub const CONFIG_PATH: &str = "/proxy/v1/config";
+    pub const ROUTES_PATH: &str = "/proxy/v1/routes";
+
+    /// What the proxy serves and how users and agents reach it.
+    #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ProxyConfig {
+        /// Host name or IP users and agents reach the proxy at.
+        pub public_host: String,
+        /// HTTPS names are `<instance>-<port>.<domain>`, e.g. `i42-8080.berth.localhost`.
+        pub domain: String,
+        /// Agents' tunnels (TLS).
+        pub tunnel_port: u16,
+        /// The HTTPS front.
+        pub https_port: u16,
+        /// The range the instances' SSH proxy ports come from.
+        pub ssh_ports: PortRange,
+        /// Certificate for `*.<domain>`, `<domain>` and `public_host`, from berth's CA.
+        pub cert_pem: String,
+        pub key_pem: String,
+        pub ca_pem: String,
+    }
+
+    impl std::fmt::Debug for ProxyConfig {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("ProxyConfig")
+                .field("public_host", &self.public_host)
+                .field("domain", &self.domain)
+                .field("tunnel_port", &self.tunnel_port)
+                .field("https_port", &self.https_port)
+                .field("ssh_ports", &self.ssh_ports)
+                .finish_non_exhaustive()
+        }
+    }
+
+    /// How to reach one instance through the proxy.
+    #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Route {
+        pub instance: i64,
+        /// The host whose agent tunnel leads to the instance.
+        pub host: String,
+        /// The host's public IP: the name Jupyter's certificate carries.
+        pub public_ip: String,
+        /// The proxy port that leads to the instance's port 22.
+        pub ssh_port: Option<u16>,
+        /// Port 8080 is Jupyter: TLS upstream, Jupyter's own token.
+        pub jupyter: bool,
+        /// Ports the user marked http (served at `i<ID>-<PORT>.<domain>`, behind the access token).
+        pub http_ports: Vec<u16>,
+        /// The token that opens the http ports (a link with `?berth_token=` sets a cookie).
+        pub access_token: String,
+    }
+
+    impl std::fmt::Debug for Route {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Route")
+                .field("instance", &self.instance)
+                .field("host", &self.host)
+                .field("ssh_port", &self.ssh_port)
+                .field("jupyter", &self.jupyter)
+                .field("http_ports", &self.http_ports)
+                .finish_non_exhaustive()
+        }
+    }
+
+    /// The full route table. `GET /proxy/v1/routes?after=V` answers at once if the table's
+    /// version is not `V`, else waits (up to [`LONG_POLL_SECS`]) until it changes: new
+    /// instances are reachable through the proxy as soon as they exist.
+    #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+    pub struct Routes {
+        #[serde(default)]
+        pub version: u64,
+        pub routes: Vec<Route>,
+    }
+
+    /// How long the server holds a routes request that has nothing new.
+    pub const LONG_POLL_SECS: u64 = 20;
+
+    /// Where an agent dials its tunnel (sent in the server's welcome).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct TunnelEndpoint {
+        /// `host:port` to connect to.
+        pub addr: String,
+        /// The name the proxy's certificate must carry.
+        pub server_name: String,
     }
 }

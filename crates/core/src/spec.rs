@@ -84,6 +84,9 @@ pub struct InstanceSpec {
     /// jupyter: the root directory Jupyter serves (default `/`).
     #[serde(default)]
     pub jupyter_dir: Option<String>,
+    /// TCP ports (also in `ports`) the proxy serves over HTTPS, behind the access token.
+    #[serde(default)]
+    pub http_ports: Vec<u16>,
 }
 
 /// Secrets berth makes for an instance (never part of what the user asked for).
@@ -95,6 +98,9 @@ pub struct InstanceSecrets {
     /// jupyter: the instance's TLS certificate from the deployment's CA.
     #[serde(default)]
     pub tls: Option<TlsMaterial>,
+    /// Opens the instance's http ports through the proxy.
+    #[serde(default)]
+    pub access_token: Option<String>,
 }
 
 /// A leaf certificate and its key, with what it was issued for.
@@ -199,9 +205,31 @@ impl InstanceSpec {
         }
 
         let mut ports = opts.ports;
+        let mut http_ports = opts.http_ports;
+        for p in &req.http_ports {
+            if *p == 0 {
+                return Err(FieldError::new("http_ports", "0 is not a port"));
+            }
+            http_ports.push(*p);
+            ports.push(PortSpec {
+                port: *p,
+                proto: PortProto::Tcp,
+            });
+        }
+        http_ports.sort();
+        http_ports.dedup();
+        if req.mode == LaunchMode::Jupyter && http_ports.contains(&8080) {
+            return Err(FieldError::new(
+                "http_ports",
+                "8080 is Jupyter's port in jupyter mode (the proxy serves it already)",
+            ));
+        }
         for p in &req.ports {
-            let parsed =
+            let (parsed, http) =
                 docker_options::parse_publish(p).map_err(|m| FieldError::new("ports", m))?;
+            if http {
+                http_ports.extend(parsed.iter().map(|p| p.port));
+            }
             ports.extend(parsed);
         }
         ports.sort();
@@ -337,6 +365,7 @@ impl InstanceSpec {
             direct: req.direct,
             jupyter_lab: req.jupyter_lab,
             jupyter_dir,
+            http_ports,
         })
     }
 }
@@ -431,6 +460,10 @@ mod tests {
         let mut r = req("x");
         r.direct = true;
         check(r, "direct");
+        let mut r = req("x");
+        r.mode = LaunchMode::Jupyter;
+        r.http_ports = vec![8080];
+        check(r, "http_ports");
         let mut r = req("x");
         r.mode = LaunchMode::Ssh;
         r.jupyter_lab = true;

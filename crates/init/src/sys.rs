@@ -243,7 +243,9 @@ mod tests {
         let out = std::thread::spawn(|| {
             block_signals().unwrap();
             let mut cmd = Command::new("sh");
-            cmd.args(["-c", "grep ^SigBlk /proc/$$/status"])
+            // exec: the shell itself blocks signals while it waits for a child, so read
+            // the mask of the exec'd program, not of a waiting shell.
+            cmd.args(["-c", "exec grep ^SigBlk /proc/self/status"])
                 .current_dir("/");
             unblock_signals_in_child(&mut cmd).output().unwrap()
         })

@@ -312,11 +312,13 @@ mod tests {
                 internal: 8000,
                 external: 40001,
                 proto: PortProto::Tcp,
+                local: false,
             },
             PortMapping {
                 internal: 7000,
                 external: 40002,
                 proto: PortProto::Udp,
+                local: false,
             },
         ];
         let p = plan(

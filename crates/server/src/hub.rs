@@ -34,7 +34,10 @@ struct HubInner {
     store: Store,
     ca: Arc<berth_ca::Ca>,
     deployment: String,
+    tunnel: Option<berth_core::protocol::proxy::TunnelEndpoint>,
     shutdown: CancellationToken,
+    /// Bumped whenever an instance or a host changes: the proxy's routes long-poll on it.
+    routes_version: tokio::sync::watch::Sender<u64>,
     agents: Mutex<HashMap<String, AgentHandle>>,
     next_id: AtomicU64,
 }
@@ -53,6 +56,7 @@ impl Hub {
         store: Store,
         ca: Arc<berth_ca::Ca>,
         deployment: String,
+        tunnel: Option<berth_core::protocol::proxy::TunnelEndpoint>,
         shutdown: CancellationToken,
     ) -> Self {
         Hub {
@@ -60,7 +64,9 @@ impl Hub {
                 store,
                 ca,
                 deployment,
+                tunnel,
                 shutdown,
+                routes_version: tokio::sync::watch::Sender::new(1),
                 agents: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
             }),
@@ -80,8 +86,19 @@ impl Hub {
         self.agents().contains_key(host)
     }
 
+    /// A receiver of the routes version (see [`Hub::routes_changed`]).
+    pub fn routes_version(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.routes_version.subscribe()
+    }
+
+    /// Something the proxy's routes depend on changed.
+    pub fn routes_changed(&self) {
+        self.inner.routes_version.send_modify(|v| *v += 1);
+    }
+
     /// Tells the host's agent (if connected) that its desired set changed.
     pub fn desired_changed(&self, host: &str) {
+        self.routes_changed();
         if let Some(a) = self.agents().get(host) {
             a.desired_changed.notify_one();
         }
@@ -151,6 +168,7 @@ impl Hub {
             tracing::error!(error = %e, "cannot record host");
             return;
         }
+        self.routes_changed();
         let conn_id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (out_tx, mut out_rx) = mpsc::unbounded_channel();
         let handle = AgentHandle {
@@ -169,6 +187,7 @@ impl Hub {
         let welcome = ServerMessage::Welcome {
             deployment: self.inner.deployment.clone(),
             ca_cert_pem: Some(self.inner.ca.cert_pem().to_string()),
+            tunnel: self.inner.tunnel.clone(),
         };
         let mut ok = send(&mut ws, &welcome).await;
         if ok {

@@ -28,6 +28,32 @@ pub struct ServerConfig {
     /// Keeps the SQLite database, the admin API key file and the deployment's certificate
     /// authority (`ca.key`, `ca.crt`).
     pub data_dir: PathBuf,
+    /// The deployment's proxy, if it has one.
+    pub proxy: Option<ProxySettings>,
+}
+
+/// Where the deployment's proxy is and what it serves (the proxy fetches these from the
+/// server, so they are configured once, here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// Host name or IP users and agents reach the proxy at.
+    pub public_host: String,
+    /// HTTPS names are `i<ID>-<PORT>.<domain>`.
+    pub domain: String,
+    pub tunnel_port: u16,
+    pub https_port: u16,
+    /// Instances' SSH proxy ports come from here.
+    pub ssh_ports: berth_core::protocol::PortRange,
+}
+
+impl ProxySettings {
+    fn host_for_url(&self) -> String {
+        if self.public_host.contains(':') {
+            format!("[{}]", self.public_host)
+        } else {
+            self.public_host.clone()
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +112,9 @@ pub(crate) struct AppState {
     pub agent_token: Secret,
     /// The deployment's certificate authority (served at `/api/v1/ca.crt`).
     pub ca: Arc<berth_ca::Ca>,
+    pub proxy: Option<ProxySettings>,
+    /// The proxy's certificate, issued on first request.
+    pub proxy_cert: tokio::sync::OnceCell<berth_ca::Issued>,
 }
 
 pub(crate) type App = Arc<AppState>;
@@ -130,10 +159,18 @@ pub async fn start(
         source,
     })?;
 
+    let tunnel = config
+        .proxy
+        .as_ref()
+        .map(|p| berth_core::protocol::proxy::TunnelEndpoint {
+            addr: format!("{}:{}", p.host_for_url(), p.tunnel_port),
+            server_name: p.public_host.clone(),
+        });
     let hub = Hub::new(
         store.clone(),
         ca.clone(),
         deployment.clone(),
+        tunnel,
         shutdown.clone(),
     );
     let state = Arc::new(AppState {
@@ -141,6 +178,8 @@ pub async fn start(
         hub: hub.clone(),
         agent_token: agent_token.clone(),
         ca,
+        proxy: config.proxy.clone(),
+        proxy_cert: tokio::sync::OnceCell::new(),
     });
     let router = api::router(state);
     tracing::info!(%addr, db = %redact_db_url(&db_url), %deployment, "server listening");

@@ -19,7 +19,12 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 /// Folds desire, report and host liveness into the API view.
-pub fn instance(row: &InstanceRow, public_ip: &str, host_online: bool) -> api::Instance {
+pub fn instance(
+    row: &InstanceRow,
+    public_ip: &str,
+    host_online: bool,
+    proxy: Option<&crate::ProxySettings>,
+) -> api::Instance {
     let mut exit_code = None;
     let mut reason = None;
     let mut progress = None;
@@ -58,6 +63,26 @@ pub fn instance(row: &InstanceRow, public_ip: &str, host_online: bool) -> api::I
         jupyter_dir: row.spec.jupyter_dir.clone(),
         jupyter_token: row.secrets.jupyter_token.clone(),
         jupyter_url: jupyter_url(row, public_ip),
+        proxy_ssh: proxy
+            .zip(row.proxy_port)
+            .map(|(p, port)| format!("{}:{port}", p.host_for_url())),
+        proxy_jupyter_url: proxy.and_then(|p| proxy_jupyter_url(row, p)),
+        http_urls: proxy
+            .map(|p| {
+                row.spec
+                    .http_ports
+                    .iter()
+                    .map(|port| api::HttpUrl {
+                        port: *port,
+                        url: format!(
+                            "{}/?berth_token={}",
+                            proxy_base(row.id, *port, p),
+                            row.secrets.access_token.as_deref().unwrap_or_default()
+                        ),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         container_id: actual.and_then(|a| a.container_id.clone()),
         created_at: rfc3339(row.created_at_ms),
         started_at: actual.and_then(|a| a.started_at.clone()),
@@ -72,7 +97,7 @@ fn jupyter_url(row: &InstanceRow, public_ip: &str) -> Option<String> {
         .as_ref()?
         .ports
         .iter()
-        .find(|m| m.internal == JUPYTER_PORT)?
+        .find(|m| m.internal == JUPYTER_PORT && !m.local)?
         .external;
     let host = if public_ip.contains(':') {
         format!("[{public_ip}]")
@@ -81,6 +106,20 @@ fn jupyter_url(row: &InstanceRow, public_ip: &str) -> Option<String> {
     };
     let path = if row.spec.jupyter_lab { "lab" } else { "tree" };
     Some(format!("https://{host}:{port}/{path}?token={token}"))
+}
+
+/// `https://i<ID>-<PORT>.<domain>:<https port>`.
+fn proxy_base(id: i64, port: u16, p: &crate::ProxySettings) -> String {
+    format!("https://i{id}-{port}.{}:{}", p.domain, p.https_port)
+}
+
+fn proxy_jupyter_url(row: &InstanceRow, p: &crate::ProxySettings) -> Option<String> {
+    let token = row.secrets.jupyter_token.as_ref()?;
+    let path = if row.spec.jupyter_lab { "lab" } else { "tree" };
+    Some(format!(
+        "{}/{path}?token={token}",
+        proxy_base(row.id, JUPYTER_PORT, p)
+    ))
 }
 
 /// Jupyter's internal port.
@@ -134,6 +173,7 @@ mod tests {
             created_at_ms: 0,
             extra_keys: vec![],
             secrets: Default::default(),
+            proxy_port: None,
         }
     }
     fn actual(phase: Phase, applied: RunState) -> ActualInstance {
@@ -148,40 +188,43 @@ mod tests {
             ssh_host_keys: vec![],
         }
     }
+    fn instance_t(row: &InstanceRow, ip: &str, online: bool) -> api::Instance {
+        instance(row, ip, online, None)
+    }
     const RUN1: RunState = RunState::Running { since_ms: 1 };
     const RUN2: RunState = RunState::Running { since_ms: 2 };
 
     #[test]
     fn states_fold_honestly() {
         assert_eq!(
-            instance(&row(RUN1, None), "ip", true).state,
+            instance_t(&row(RUN1, None), "ip", true).state,
             InstanceState::Created
         );
         assert_eq!(
-            instance(&row(RUN1, None), "ip", false).state,
+            instance_t(&row(RUN1, None), "ip", false).state,
             InstanceState::Offline
         );
-        let v = instance(
+        let v = instance_t(
             &row(RUN1, Some(actual(Phase::Exited { code: 3 }, RUN1))),
             "ip",
             true,
         );
         assert_eq!((v.state, v.exit_code), (InstanceState::Exited, Some(3)));
         // A report from before the latest start is not believed.
-        let v = instance(
+        let v = instance_t(
             &row(RUN2, Some(actual(Phase::Exited { code: 3 }, RUN1))),
             "ip",
             true,
         );
         assert_eq!(v.state, InstanceState::Loading);
         // Until the agent confirms a stop, the instance still runs.
-        let v = instance(
+        let v = instance_t(
             &row(RunState::Stopped, Some(actual(Phase::Running, RUN1))),
             "ip",
             true,
         );
         assert_eq!(v.state, InstanceState::Running);
-        let v = instance(
+        let v = instance_t(
             &row(
                 RUN1,
                 Some(actual(

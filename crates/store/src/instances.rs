@@ -1,5 +1,5 @@
 //! Instances: what each is asked to be (spec, run state) and what its agent last reported.
-use crate::{from_json, is_foreign_key_violation, to_json, Store, StoreError};
+use crate::{from_json, is_foreign_key_violation, is_unique_violation, to_json, Store, StoreError};
 use berth_core::protocol::{ActualInstance, RunState};
 use berth_core::spec::InstanceSecrets;
 use berth_core::InstanceSpec;
@@ -25,13 +25,15 @@ pub struct InstanceRow {
     pub extra_keys: Vec<String>,
     /// What berth made for the instance (jupyter token, TLS material).
     pub secrets: InstanceSecrets,
+    /// The proxy port leading to its sshd (ssh/jupyter instances, with a proxy).
+    pub proxy_port: Option<u16>,
 }
 
 /// `SELECT <every column> FROM instances <tail>`, as a `&'static str`.
 macro_rules! select {
     ($tail:literal) => {
         concat!(
-            "SELECT id, owner, host, spec, run, actual, created_at_ms, extra_keys, secrets FROM instances ",
+            "SELECT id, owner, host, spec, run, actual, created_at_ms, extra_keys, secrets, proxy_port FROM instances ",
             $tail
         )
     };
@@ -56,6 +58,9 @@ fn instance_from_row(row: &AnyRow) -> Result<InstanceRow, StoreError> {
         created_at_ms: row.try_get("created_at_ms")?,
         extra_keys: from_json(|| format!("extra keys of instance {id}"), &extra_keys)?,
         secrets: from_json(|| format!("secrets of instance {id}"), &secrets)?,
+        proxy_port: row
+            .try_get::<Option<i64>, _>("proxy_port")?
+            .and_then(|p| u16::try_from(p).ok()),
     })
 }
 
@@ -162,6 +167,46 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() > 0)
+    }
+
+    /// Gives instance `id` a proxy port: the lowest of `first..=last` no other instance has.
+    /// Returns it, or `None` if the range is used up (or there is no such instance).
+    pub async fn allocate_proxy_port(
+        &self,
+        id: i64,
+        first: u16,
+        last: u16,
+    ) -> Result<Option<u16>, StoreError> {
+        // A unique index backs this: two servers racing for a port both see the conflict,
+        // and the loser tries the next one.
+        for _ in 0..16 {
+            let taken: Vec<i64> = sqlx::query_scalar(
+                "SELECT proxy_port FROM instances WHERE proxy_port IS NOT NULL AND proxy_port BETWEEN $1 AND $2",
+            )
+            .bind(i64::from(first))
+            .bind(i64::from(last))
+            .fetch_all(&self.pool)
+            .await?;
+            let taken: std::collections::HashSet<i64> = taken.into_iter().collect();
+            let Some(port) = (i64::from(first)..=i64::from(last)).find(|p| !taken.contains(p))
+            else {
+                return Ok(None);
+            };
+            let r = sqlx::query("UPDATE instances SET proxy_port = $2 WHERE id = $1")
+                .bind(id)
+                .bind(port)
+                .execute(&self.pool)
+                .await;
+            match r {
+                Ok(r) if r.rows_affected() > 0 => return Ok(u16::try_from(port).ok()),
+                Ok(_) => return Ok(None),
+                Err(e) if is_unique_violation(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict(
+            "could not allocate a proxy port: too much contention".into(),
+        ))
     }
 
     /// Sets what berth made for instance `id`; `false` if there is no such instance.

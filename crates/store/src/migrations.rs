@@ -27,6 +27,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0003_instance_secrets.sql"),
         include_str!("../migrations/postgres/0003_instance_secrets.sql"),
     ),
+    (
+        4,
+        "proxy port",
+        include_str!("../migrations/sqlite/0004_proxy_port.sql"),
+        include_str!("../migrations/postgres/0004_proxy_port.sql"),
+    ),
 ];
 
 /// The migrator for `backend`; each migration runs in its own transaction.

@@ -226,6 +226,7 @@ fn spec(image: &str) -> InstanceSpec {
         direct: false,
         jupyter_lab: false,
         jupyter_dir: None,
+        http_ports: vec![],
     }
 }
 
@@ -263,6 +264,7 @@ fn full_spec() -> InstanceSpec {
         direct: true,
         jupyter_lab: true,
         jupyter_dir: Some("/workspace dir".to_string()),
+        http_ports: vec![7000],
     }
 }
 
@@ -302,11 +304,13 @@ fn actual(id: i64, phase: Phase) -> ActualInstance {
                 internal: 22,
                 external: 40001,
                 proto: PortProto::Tcp,
+                local: false,
             },
             PortMapping {
                 internal: 7000,
                 external: 40002,
                 proto: PortProto::Udp,
+                local: true,
             },
         ],
         gpu_ids: vec!["GPU-0000".into(), "GPU-0001".into()],
@@ -881,6 +885,7 @@ async fn ssh_keys(db: Db) {
     );
     let secrets = berth_core::spec::InstanceSecrets {
         jupyter_token: Some("tok".into()),
+        access_token: Some("acc".into()),
         tls: Some(berth_core::spec::TlsMaterial {
             cert_pem: "-----BEGIN CERTIFICATE-----\nx\n".into(),
             key_pem: "-----BEGIN PRIVATE KEY-----\ny\n".into(),
@@ -898,6 +903,45 @@ async fn ssh_keys(db: Db) {
             .unwrap()
             .secrets,
         secrets
+    );
+
+    // Proxy ports: the lowest free one, never two instances on one, kept across reopening.
+    let id2 = s
+        .insert_instance("kim", "h", &spec("x"), &RunState::Stopped, T0)
+        .await
+        .unwrap();
+    let id3 = s
+        .insert_instance("kim", "h", &spec("x"), &RunState::Stopped, T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.allocate_proxy_port(id, 30000, 30001).await.unwrap(),
+        Some(30000)
+    );
+    assert_eq!(
+        s.allocate_proxy_port(id2, 30000, 30001).await.unwrap(),
+        Some(30001)
+    );
+    assert_eq!(
+        s.allocate_proxy_port(id3, 30000, 30001).await.unwrap(),
+        None,
+        "range used up"
+    );
+    assert_eq!(
+        db.open()
+            .await
+            .get_instance(id2)
+            .await
+            .unwrap()
+            .unwrap()
+            .proxy_port,
+        Some(30001)
+    );
+    assert!(s.delete_instance(id).await.unwrap());
+    assert_eq!(
+        s.allocate_proxy_port(id3, 30000, 30001).await.unwrap(),
+        Some(30000),
+        "freed on delete"
     );
     drop(db.open().await);
 }

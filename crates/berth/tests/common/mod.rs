@@ -4,6 +4,8 @@
 //! containers when dropped. Docker missing is a failure, never a skip.
 #![allow(dead_code)]
 
+pub mod webdriver;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -47,6 +49,22 @@ pub fn port_block() -> (u16, u16) {
     let slot = (std::process::id() % 300) as u16;
     let first = 26000 + slot * 20;
     (first, first + 19)
+}
+
+/// A second block of 20 ports for this test process (the proxy's SSH ports).
+pub fn proxy_port_block() -> (u16, u16) {
+    let slot = (std::process::id() % 300) as u16;
+    let first = 20000 + slot * 20;
+    (first, first + 19)
+}
+
+/// A port the OS says is free now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -150,6 +168,10 @@ pub struct Berth {
     pub admin_key: String,
     pub deployment: String,
     pub ports: (u16, u16),
+    /// The in-process proxy's ports: tunnel, HTTPS, SSH range.
+    pub proxy_tunnel: u16,
+    pub proxy_https: u16,
+    pub proxy_ssh: (u16, u16),
     child: Option<Child>,
     restarts: u32,
 }
@@ -164,6 +186,9 @@ impl Berth {
             admin_key: String::new(),
             deployment: String::new(),
             ports: port_block(),
+            proxy_tunnel: free_port(),
+            proxy_https: free_port(),
+            proxy_ssh: proxy_port_block(),
             child: None,
             restarts: 0,
         };
@@ -192,6 +217,12 @@ impl Berth {
                 &ports,
                 "--name",
                 "e2e-host",
+                "--proxy-tunnel-port",
+                &self.proxy_tunnel.to_string(),
+                "--proxy-https-port",
+                &self.proxy_https.to_string(),
+                "--proxy-ssh-ports",
+                &format!("{}-{}", self.proxy_ssh.0, self.proxy_ssh.1),
             ],
             &[("BERTH_CONFIG", &config)],
             &log,

@@ -48,12 +48,26 @@ pub async fn create(
         )
         .await?;
     tracing::info!(instance = id, owner = %user.name, %host, image = %spec.image, mode = %spec.mode, "instance created");
-    if spec.mode == berth_core::LaunchMode::Jupyter {
-        let secrets = berth_core::spec::InstanceSecrets {
-            jupyter_token: Some(crate::auth::random_hex(24)),
-            tls: None,
-        };
-        app.store.set_secrets(id, &secrets).await?;
+    let secrets = berth_core::spec::InstanceSecrets {
+        jupyter_token: (spec.mode == berth_core::LaunchMode::Jupyter)
+            .then(|| crate::auth::random_hex(24)),
+        tls: None,
+        access_token: Some(crate::auth::random_hex(24)),
+    };
+    app.store.set_secrets(id, &secrets).await?;
+    if let (Some(p), true) = (&app.proxy, spec.mode != berth_core::LaunchMode::Entrypoint) {
+        if app
+            .store
+            .allocate_proxy_port(id, p.ssh_ports.first, p.ssh_ports.last)
+            .await?
+            .is_none()
+        {
+            app.store.delete_instance(id).await?;
+            return Err(ApiError::Unavailable(format!(
+                "the proxy's SSH port range {}-{} is used up",
+                p.ssh_ports.first, p.ssh_ports.last
+            )));
+        }
     }
     app.hub.desired_changed(&host);
     Ok((StatusCode::CREATED, Json(api::Created { id })))
@@ -243,6 +257,7 @@ pub(super) async fn owned(
 /// Public IPs and liveness of hosts, for views.
 struct HostInfo {
     hosts: HashMap<String, (String, bool)>,
+    proxy: Option<crate::ProxySettings>,
 }
 
 impl HostInfo {
@@ -259,11 +274,14 @@ impl HostInfo {
                 (h.name, (h.facts.public_ip, online))
             })
             .collect();
-        Ok(HostInfo { hosts })
+        Ok(HostInfo {
+            hosts,
+            proxy: app.proxy.clone(),
+        })
     }
 
     fn view(&self, row: &InstanceRow) -> api::Instance {
         let (ip, online) = self.hosts.get(&row.host).cloned().unwrap_or_default();
-        view::instance(row, &ip, online)
+        view::instance(row, &ip, online, self.proxy.as_ref())
     }
 }

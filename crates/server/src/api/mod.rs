@@ -3,6 +3,7 @@ mod ca;
 mod hosts;
 mod instances;
 mod keys;
+mod proxy;
 mod users;
 
 use crate::auth::{self, CurrentUser};
@@ -43,6 +44,8 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/users", get(users::list).post(users::create))
         .route("/api/v1/users/{name}", axum::routing::delete(users::remove))
         .route(AGENT_PATH, get(agent_connect))
+        .route(berth_core::protocol::proxy::CONFIG_PATH, get(proxy::config))
+        .route(berth_core::protocol::proxy::ROUTES_PATH, get(proxy::routes))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)

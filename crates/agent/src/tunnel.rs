@@ -1,0 +1,112 @@
+//! The agent's tunnel to the proxy: dialled OUT (hosts behind NAT need no inbound port),
+//! TLS verified against the deployment's CA, reconnected with backoff and jitter. Each
+//! stream the proxy opens names an instance and an internal port; the agent dials that
+//! port's host mapping on loopback, and nothing else: a stream can reach only the ports
+//! its instance exposes.
+use crate::Shared;
+use berth_core::protocol::proxy::TunnelEndpoint;
+use berth_core::PortProto;
+use berth_tunnel::{DialError, Hello};
+use rand::Rng;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Keeps the tunnel up until shutdown.
+pub(crate) async fn run(shared: Arc<Shared>, endpoint: TunnelEndpoint) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let began = Instant::now();
+        match session(&shared, &endpoint).await {
+            Ok(()) => tracing::info!(proxy = %endpoint.addr, "tunnel closed"),
+            Err(e) => tracing::warn!(proxy = %endpoint.addr, error = %e, "no tunnel to the proxy"),
+        }
+        if began.elapsed() > Duration::from_secs(10) {
+            backoff = MIN_BACKOFF;
+        }
+        let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
+        tokio::select! {
+            _ = tokio::time::sleep(backoff + Duration::from_millis(jitter)) => {}
+            _ = shared.shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn session(shared: &Arc<Shared>, endpoint: &TunnelEndpoint) -> Result<(), String> {
+    let ca = shared
+        .ca_pem()
+        .ok_or("the server sent no CA certificate to check the proxy with")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(endpoint.server_name.clone()).map_err(|e| e.to_string())?;
+    let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&endpoint.addr))
+        .await
+        .map_err(|_| "connecting timed out".to_string())?
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS with the proxy failed: {e}"))?;
+    let hello = Hello {
+        protocol: berth_tunnel::PROTOCOL_VERSION,
+        host: shared.config.name.clone(),
+        token: shared.config.token.expose().to_string(),
+    };
+    tracing::info!(proxy = %endpoint.addr, "tunnel to the proxy up");
+    let sh = shared.clone();
+    let serve = berth_tunnel::serve_agent(tls, &hello, move |instance, port| {
+        let sh = sh.clone();
+        async move { dial(&sh, instance, port).await }
+    });
+    tokio::select! {
+        r = serve => r.map_err(|e| e.to_string()),
+        _ = shared.shutdown.cancelled() => Ok(()),
+    }
+}
+
+/// Connects to `port` of `instance`, through its host mapping on loopback.
+async fn dial(shared: &Shared, instance: i64, port: u16) -> Result<TcpStream, DialError> {
+    let external = shared
+        .actual
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&instance)
+        .and_then(|a| {
+            a.ports
+                .iter()
+                .find(|m| m.internal == port && m.proto == PortProto::Tcp)
+                .map(|m| m.external)
+        })
+        .ok_or_else(|| {
+            DialError::NotFound(format!(
+                "instance {instance} exposes no TCP port {port} on this host"
+            ))
+        })?;
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(5),
+        TcpStream::connect(("127.0.0.1", external)),
+    )
+    .await
+    .map_err(|_| {
+        DialError::Unreachable(format!(
+            "port {port} of instance {instance} did not answer within 5 s"
+        ))
+    })?
+    .map_err(|e| DialError::Unreachable(format!("port {port} of instance {instance}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}

@@ -1,0 +1,654 @@
+//! The proxy, end to end: agents' outbound tunnels, SSH proxy ports, HTTPS proxy URLs, on
+//! a host with no open ports and as the backup path of one with them; isolation; restarts.
+mod common;
+use common::*;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// `berth server` with a proxy, a separate `berth proxy`, and a NAT agent (no --ports).
+struct Split {
+    dir: std::path::PathBuf,
+    url: String,
+    admin: String,
+    token: String,
+    server: Child,
+    proxy: Option<Child>,
+    agent: Option<Child>,
+    https_port: u16,
+    deployment: String,
+    restarts: u32,
+}
+
+impl Split {
+    fn start() -> Split {
+        require_docker_and_images(&[SSH_IMAGE, BUSYBOX]);
+        let dir = temp_dir("proxy");
+        let (tunnel_port, https_port) = (free_port(), free_port());
+        let (a, b) = proxy_port_block();
+        let s = spawn_berth(
+            &[
+                "server",
+                "--data-dir",
+                dir.join("data").to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--proxy-host",
+                "127.0.0.1",
+                "--proxy-tunnel-port",
+                &tunnel_port.to_string(),
+                "--proxy-https-port",
+                &https_port.to_string(),
+                "--proxy-ssh-ports",
+                &format!("{a}-{b}"),
+            ],
+            &[],
+            &dir.join("server.log"),
+            "run agents with:",
+        );
+        let deployment = s.field("deployment:");
+        let mut split = Split {
+            url: s.field("API:"),
+            admin: s.field("admin key:"),
+            token: s.field("agent token:"),
+            server: s.child,
+            proxy: None,
+            agent: None,
+            dir,
+            https_port,
+            deployment,
+            restarts: 0,
+        };
+        split.start_proxy();
+        split.start_agent();
+        split
+    }
+
+    fn start_proxy(&mut self) {
+        let s = spawn_berth(
+            &[
+                "proxy",
+                "--server",
+                &self.url,
+                "--token",
+                &self.token,
+                "--listen-ip",
+                "127.0.0.1",
+            ],
+            &[],
+            &self.dir.join(format!("proxy-{}.log", self.restarts)),
+            "berth proxy is up",
+        );
+        self.proxy = Some(s.child);
+    }
+
+    fn start_agent(&mut self) {
+        let log =
+            std::fs::File::create(self.dir.join(format!("agent-{}.log", self.restarts))).unwrap();
+        let child = Command::new(berth_bin())
+            .args([
+                "agent",
+                "--server",
+                &self.url,
+                "--token",
+                &self.token,
+                "--public-ip",
+                "127.0.0.1",
+                "--name",
+                "nat",
+            ])
+            .arg("--data-dir")
+            .arg(self.dir.join("agent"))
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.agent = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self
+            .ok(&["hosts"])
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["nat", "yes"]))
+        {
+            assert!(Instant::now() < deadline, "agent never connected");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(berth_bin())
+            .args(args)
+            .env("BERTH_CONFIG", self.dir.join("config.json"))
+            .env("BERTH_URL", &self.url)
+            .env("BERTH_API_KEY", &self.admin)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.cli(args);
+        assert!(o.status.success(), "berth {args:?}: {}", stderr(&o));
+        stdout(&o)
+    }
+
+    fn show(&self, id: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["show", id, "--json"])).unwrap()
+    }
+
+    fn wait_running(&self, id: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v = self.show(id);
+            if v["state"] == "running" {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "never running: {v:#}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Split {
+    fn drop(&mut self) {
+        for c in [
+            self.agent.as_mut(),
+            self.proxy.as_mut(),
+            Some(&mut self.server),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        remove_containers(&self.deployment);
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn proxy_port(v: &serde_json::Value) -> u16 {
+    let p = v["proxy_ssh"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no proxy_ssh in {v:#}"));
+    p.rsplit_once(':').unwrap().1.parse().unwrap()
+}
+
+/// ssh, scp, sftp and `ssh -L` through the proxy to an instance on a host with no open ports.
+#[test]
+fn ssh_through_the_proxy_on_a_host_without_open_ports() {
+    let mut d = Split::start();
+    let key = KeyPair::new(&d.dir, "k");
+    let kh = d.dir.join("known_hosts");
+    d.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let id = d
+        .ok(&[
+            "create",
+            SSH_IMAGE,
+            "--ssh",
+            "--http-port",
+            "9000",
+            "--wait",
+        ])
+        .trim()
+        .to_string();
+    let v = d.wait_running(&id);
+    for p in v["ports"].as_array().unwrap() {
+        assert_eq!(
+            p["local"], true,
+            "a host without open ports maps nothing publicly: {v:#}"
+        );
+    }
+    let port = proxy_port(&v);
+    let out = ssh(
+        port,
+        &key.private,
+        &kh,
+        &[],
+        "echo through the proxy; echo $BERTH_INSTANCE_ID",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("through the proxy\n{id}\n"));
+
+    // scp both ways and sftp.
+    let local = d.dir.join("f.txt");
+    std::fs::write(&local, "via proxy\n").unwrap();
+    let p = port.to_string();
+    let khopt = format!("UserKnownHostsFile={}", kh.display());
+    let opts = [
+        "-P",
+        &p,
+        "-i",
+        key.private.to_str().unwrap(),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        &khopt,
+    ];
+    let o = Command::new("scp")
+        .args(opts)
+        .args([local.to_str().unwrap(), "root@127.0.0.1:/tmp/f.txt"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let back = d.dir.join("back.txt");
+    let o = Command::new("scp")
+        .args(opts)
+        .args(["root@127.0.0.1:/tmp/f.txt", back.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "via proxy\n");
+    std::fs::write(d.dir.join("b"), "ls /tmp\n").unwrap();
+    let o = Command::new("sftp")
+        .args(opts)
+        .arg("-b")
+        .arg(d.dir.join("b"))
+        .arg("root@127.0.0.1")
+        .output()
+        .unwrap();
+    assert!(stdout(&o).contains("f.txt"), "{}", stderr(&o));
+    // ssh -L to a port inside the container (its own sshd, which greets).
+    let fwd = free_port();
+    let mut tunnel = Command::new("ssh")
+        .args([
+            "-N",
+            "-L",
+            &format!("127.0.0.1:{fwd}:127.0.0.1:22"),
+            "-p",
+            &p,
+            "-i",
+            key.private.to_str().unwrap(),
+        ])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            &khopt,
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "root@127.0.0.1",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        use std::io::Read;
+        let got = std::net::TcpStream::connect(("127.0.0.1", fwd))
+            .ok()
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+                let mut b = [0u8; 8];
+                s.read_exact(&mut b).ok()?;
+                Some(b)
+            });
+        if got.as_ref().map(|b| &b[..]) == Some(&b"SSH-2.0-"[..]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ssh -L through the proxy never forwarded"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = tunnel.kill();
+    let _ = tunnel.wait();
+
+    // berth ssh falls back to the proxy (there is no direct path here).
+    let o = d.cli(&[
+        "ssh",
+        &id,
+        "-i",
+        key.private.to_str().unwrap(),
+        "--",
+        "echo",
+        "fallback",
+    ]);
+    assert_eq!(stdout(&o), "fallback\n", "{}", stderr(&o));
+    let o = d.cli(&[
+        "ssh",
+        &id,
+        "--direct",
+        "-i",
+        key.private.to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("direct"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Restart the proxy while the instance runs: the agent reconnects and the same proxy
+    // port works again within 5 s.
+    terminate(d.proxy.as_mut().unwrap());
+    d.restarts += 1;
+    d.start_proxy();
+    let restarted = Instant::now();
+    loop {
+        if ssh(port, &key.private, &kh, &["-o", "ConnectTimeout=2"], "true")
+            .status
+            .success()
+        {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(5),
+            "the proxy port did not work again within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(proxy_port(&d.show(&id)), port, "the proxy port is kept");
+
+    // Kill the tunnel (the agent stops; the container keeps running): new proxy connections
+    // fail, and the HTTPS front says why.
+    terminate(d.agent.as_mut().unwrap());
+    let o = ssh(port, &key.private, &kh, &["-o", "ConnectTimeout=5"], "true");
+    assert!(!o.status.success());
+    let ca = d.dir.join("ca.crt");
+    d.ok(&["cert", "--out", ca.to_str().unwrap()]);
+    let link = v["http_urls"][0]["url"].as_str().unwrap();
+    let name = format!("i{id}-9000.berth.localhost");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            &format!("{name}:{}:127.0.0.1", d.https_port),
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-L",
+            "-c",
+            "/dev/null",
+            "-b",
+            "/dev/null",
+        ])
+        .arg(link)
+        .output()
+        .expect("curl is needed");
+    let text = stdout(&out);
+    assert!(
+        text.ends_with("502") && text.contains("tunnel"),
+        "HTTPS with the tunnel down: {text} {}",
+        stderr(&out)
+    );
+    assert!(
+        text.contains(&format!("i{id}")) || text.contains("nat"),
+        "the error names what is down: {text}"
+    );
+}
+
+/// A client for the proxy's HTTPS front: trusts only berth's CA, resolves the instance
+/// names to the proxy on loopback.
+fn proxy_client(ca_pem: &[u8], names: &[String], https_port: u16) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem).unwrap()])
+        .redirect(reqwest::redirect::Policy::none());
+    for n in names {
+        b = b.resolve(n, std::net::SocketAddr::from(([127, 0, 0, 1], https_port)));
+    }
+    b.build().unwrap()
+}
+
+/// On a host with open ports both paths work; http ports need the access token; a route
+/// reaches only its own instance's exposed ports; unknown names say nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn https_through_the_proxy_and_isolation() {
+    require_docker_and_images(&[SSH_IMAGE]);
+    let b = Berth::up();
+    let key = KeyPair::new(&b.dir, "k");
+    let kh = b.dir.join("known_hosts");
+    b.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let ca = reqwest::get(format!("{}/api/v1/ca.crt", b.url))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+
+    // An instance serving HTTP on 7860, marked http, and an ssh instance with its own http port.
+    let web = b.create(&[
+        BUSYBOX,
+        "-p",
+        "7860/http",
+        "--entrypoint",
+        "/bin/sh",
+        "--wait",
+        "--args",
+        "-c",
+        "echo 'hello from 7860' > /tmp/index.html && exec httpd -f -p 7860 -h /tmp",
+    ]);
+    let other = b.create(&[SSH_IMAGE, "--ssh", "-p", "9000/http", "--wait"]);
+    let v = b.wait_state(web, "running");
+    let o = b.wait_state(other, "running");
+
+    // Both paths to sshd: direct and proxy, with the same host key.
+    let direct = ssh(ssh_port(&o), &key.private, &kh, &[], "echo direct");
+    assert_eq!(stdout(&direct), "direct\n", "{}", stderr(&direct));
+    let via = ssh(
+        proxy_port(&o),
+        &key.private,
+        &kh,
+        &["-o", "StrictHostKeyChecking=yes"],
+        "echo proxy",
+    );
+    assert_eq!(
+        stdout(&via),
+        "proxy\n",
+        "same host key on both paths: {}",
+        stderr(&via)
+    );
+    assert!(
+        v["proxy_ssh"].is_null(),
+        "entrypoint instances get no SSH proxy port: {v:#}"
+    );
+
+    let url = v["http_urls"][0]["url"].as_str().unwrap().to_string();
+    let host = format!("i{web}-7860.berth.localhost");
+    assert!(
+        url.starts_with(&format!("https://{host}:{}/?berth_token=", b.proxy_https)),
+        "{url}"
+    );
+    let names = vec![
+        host.clone(),
+        format!("i{web}-9000.berth.localhost"),
+        format!("i{web}-22.berth.localhost"),
+        format!("i{web}-7878.berth.localhost"),
+        format!("i{other}-7860.berth.localhost"),
+        format!("i{other}-9000.berth.localhost"),
+        "i999999-7860.berth.localhost".to_string(),
+        "nonsense.berth.localhost".to_string(),
+    ];
+    let http = proxy_client(&ca, &names, b.proxy_https);
+    let base = format!("https://{host}:{}", b.proxy_https);
+    // The onstart's web server takes a moment.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Without the token: refused.
+    let r = http.get(format!("{base}/index.html")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // The link with the token sets a cookie and redirects.
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 302, "{:?}", r.headers());
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(cookie.starts_with(&format!("berth_i{web}=")), "{cookie}");
+    loop {
+        let r = http
+            .get(format!("{base}/index.html"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        if r.status().as_u16() == 200 {
+            assert_eq!(r.text().await.unwrap(), "hello from 7860\n");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the http port never answered through the proxy: {}",
+            r.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The cookie of one instance does not open another's port.
+    let r = http
+        .get(format!(
+            "https://i{other}-9000.berth.localhost:{}/",
+            b.proxy_https
+        ))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    // Isolation: another instance's port under this instance's name, unexposed ports, the
+    // agent's or server's ports, unknown instances and names: all the same 404.
+    let mut bodies = Vec::new();
+    for name in names[1..]
+        .iter()
+        .filter(|n| !n.starts_with(&format!("i{other}-9000")))
+    {
+        let r = http
+            .get(format!("https://{name}:{}/", b.proxy_https))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{name}");
+        bodies.push(r.text().await.unwrap());
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "404s must not differ: {bodies:?}"
+    );
+}
+
+/// A Jupyter kernel evaluates 1+1 over its WebSocket through the proxy's HTTPS name, with a
+/// client that trusts only berth's CA.
+#[tokio::test(flavor = "multi_thread")]
+async fn jupyter_kernel_through_the_proxy() {
+    use futures_util::{SinkExt, StreamExt};
+    use rustls_pki_types::pem::PemObject;
+    require_docker_and_images(&["berth-test/jupyter"]);
+    let b = Berth::up();
+    let ca = reqwest::get(format!("{}/api/v1/ca.crt", b.url))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let id = b.create(&["berth-test/jupyter", "--jupyter", "--wait"]);
+    let v = b.wait_state(id, "running");
+    let url = v["proxy_jupyter_url"].as_str().unwrap().to_string();
+    let token = v["jupyter_token"].as_str().unwrap().to_string();
+    let host = format!("i{id}-8080.berth.localhost");
+    assert_eq!(
+        url,
+        format!("https://{host}:{}/tree?token={token}", b.proxy_https)
+    );
+    let http = proxy_client(&ca, std::slice::from_ref(&host), b.proxy_https);
+    let base = format!("https://{host}:{}", b.proxy_https);
+    assert_eq!(http.get(&url).send().await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        http.get(format!("{base}/api/kernels?token=wrong"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    let kernel: serde_json::Value = http
+        .post(format!("{base}/api/kernels?token={token}"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = kernel["id"].as_str().unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", b.proxy_https))
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from(host.clone()).unwrap();
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let ws_url = format!(
+        "wss://{host}:{}/api/kernels/{kid}/channels?token={token}",
+        b.proxy_https
+    );
+    let (mut ws, _) = tokio_tungstenite::client_async(ws_url, stream)
+        .await
+        .expect("kernel websocket through the proxy");
+    let msg_id = format!("proxy-{}", rand::random::<u32>());
+    let req = serde_json::json!({
+        "header": {"msg_id": msg_id, "username": "t", "session": "s", "msg_type": "execute_request", "version": "5.3", "date": "2026-01-01T00:00:00Z"},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": "1+1", "silent": false, "store_history": false, "user_expressions": {}, "allow_stdin": false, "stop_on_error": true},
+    });
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        req.to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, ws.next())
+            .await
+            .expect("no execute_result")
+            .unwrap()
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if v["msg_type"] == "execute_result" && v["parent_header"]["msg_id"] == msg_id.as_str()
+            {
+                assert_eq!(v["content"]["data"]["text/plain"], "2");
+                break;
+            }
+        }
+    }
+}
+
+/// An ssh session idle for 2 minutes through the proxy stays open.
+#[test]
+fn idle_ssh_session_through_the_proxy_stays_open() {
+    require_docker_and_images(&[SSH_IMAGE]);
+    let b = Berth::up();
+    let key = KeyPair::new(&b.dir, "k");
+    b.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let id = b.create(&[SSH_IMAGE, "--ssh", "--wait"]);
+    let v = b.wait_state(id, "running");
+    let kh = b.dir.join("known_hosts");
+    // No keepalives from the client: only the path's own idle behaviour is tested.
+    let o = ssh(
+        proxy_port(&v),
+        &key.private,
+        &kh,
+        &["-o", "ServerAliveInterval=0"],
+        "sleep 125; echo still here",
+    );
+    assert_eq!(stdout(&o), "still here\n", "{}", stderr(&o));
+}
