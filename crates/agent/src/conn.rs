@@ -17,6 +17,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(10);
 const SERVER_SILENCE: Duration = Duration::from_secs(30);
+/// After the engine's event stream breaks (e.g. dockerd restarted), subscribe again after this.
+const EVENTS_RETRY: Duration = Duration::from_secs(1);
 
 /// What log streams hand the connection to send.
 pub(crate) enum Outgoing {
@@ -205,7 +207,7 @@ async fn watch_events(shared: Arc<Shared>) {
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(EVENTS_RETRY) => {}
             _ = shared.shutdown.cancelled() => return,
         }
     }
