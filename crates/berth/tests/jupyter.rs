@@ -4,10 +4,7 @@
 //! follow the host's public IP.
 mod common;
 use common::*;
-use futures_util::{SinkExt, StreamExt};
-use rustls_pki_types::pem::PemObject;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const JUPYTER_IMAGE: &str = "berth-test/jupyter";
@@ -42,75 +39,6 @@ fn served_sans(port: u16) -> String {
         .output()
         .expect("openssl is needed");
     stdout(&out)
-}
-
-/// Runs `1+1` in a new kernel through Jupyter's REST API and the kernel's WebSocket,
-/// over TLS that verifies against berth's CA; returns what the kernel printed.
-async fn one_plus_one(ca_pem: &[u8], port: u16, token: &str) -> String {
-    let http = trusting(ca_pem);
-    let base = format!("https://127.0.0.1:{port}");
-    let kernel: serde_json::Value = http
-        .post(format!("{base}/api/kernels?token={token}"))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let kid = kernel["id"].as_str().unwrap();
-
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    let url = format!("wss://127.0.0.1:{port}/api/kernels/{kid}/channels?token={token}");
-    let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
-        .await
-        .expect("kernel websocket");
-    let msg_id = format!("berth-test-{}", rand::random::<u32>());
-    let request = serde_json::json!({
-        "header": {"msg_id": msg_id, "username": "test", "session": "berth-test", "msg_type": "execute_request", "version": "5.3", "date": "2026-01-01T00:00:00Z"},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": "1+1", "silent": false, "store_history": false, "user_expressions": {}, "allow_stdin": false, "stop_on_error": true},
-    });
-    ws.send(tokio_tungstenite::tungstenite::Message::Text(
-        request.to_string().into(),
-    ))
-    .await
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, ws.next())
-            .await
-            .expect("no execute_result within 60 s")
-            .unwrap()
-            .unwrap();
-        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-            if v["msg_type"] == "execute_result" && v["parent_header"]["msg_id"] == msg_id.as_str()
-            {
-                return v["content"]["data"]["text/plain"]
-                    .as_str()
-                    .unwrap()
-                    .to_string();
-            }
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -192,7 +120,10 @@ async fn jupyter_over_https_with_berths_ca() {
         .status();
     assert_eq!(s.as_u16(), 200);
     // A kernel evaluates 1+1 over its WebSocket.
-    assert_eq!(one_plus_one(&ca_pem, port, &token).await, "2");
+    assert_eq!(
+        kernel::one_plus_one(&ca_pem, "127.0.0.1", port, &token).await,
+        "2"
+    );
 
     // The certificate names PUBLIC_IPADDR; ssh into the same instance works.
     let kh = b.dir.join("known_hosts");
@@ -250,7 +181,10 @@ async fn jupyter_lab_and_missing_jupyter() {
         .unwrap();
     assert_eq!(lab.status().as_u16(), 200);
     assert!(lab.text().await.unwrap().contains("JupyterLab"));
-    assert_eq!(one_plus_one(&ca_pem, port, token).await, "2");
+    assert_eq!(
+        kernel::one_plus_one(&ca_pem, "127.0.0.1", port, token).await,
+        "2"
+    );
     let contents: serde_json::Value = http
         .get(format!(
             "https://127.0.0.1:{port}/api/contents?token={token}"

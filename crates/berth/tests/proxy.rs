@@ -537,8 +537,6 @@ async fn https_through_the_proxy_and_isolation() {
 /// client that trusts only berth's CA.
 #[tokio::test(flavor = "multi_thread")]
 async fn jupyter_kernel_through_the_proxy() {
-    use futures_util::{SinkExt, StreamExt};
-    use rustls_pki_types::pem::PemObject;
     require_docker_and_images(&["berth-test/jupyter"]);
     let b = Berth::up();
     let ca = reqwest::get(format!("{}/api/v1/ca.crt", b.url))
@@ -569,67 +567,10 @@ async fn jupyter_kernel_through_the_proxy() {
             .as_u16(),
         403
     );
-    let kernel: serde_json::Value = http
-        .post(format!("{base}/api/kernels?token={token}"))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let kid = kernel["id"].as_str().unwrap();
-
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", b.proxy_https))
-        .await
-        .unwrap();
-    let name = rustls_pki_types::ServerName::try_from(host.clone()).unwrap();
-    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    let ws_url = format!(
-        "wss://{host}:{}/api/kernels/{kid}/channels?token={token}",
-        b.proxy_https
+    assert_eq!(
+        kernel::one_plus_one(&ca, &host, b.proxy_https, &token).await,
+        "2"
     );
-    let (mut ws, _) = tokio_tungstenite::client_async(ws_url, stream)
-        .await
-        .expect("kernel websocket through the proxy");
-    let msg_id = format!("proxy-{}", rand::random::<u32>());
-    let req = serde_json::json!({
-        "header": {"msg_id": msg_id, "username": "t", "session": "s", "msg_type": "execute_request", "version": "5.3", "date": "2026-01-01T00:00:00Z"},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": "1+1", "silent": false, "store_history": false, "user_expressions": {}, "allow_stdin": false, "stop_on_error": true},
-    });
-    ws.send(tokio_tungstenite::tungstenite::Message::Text(
-        req.to_string().into(),
-    ))
-    .await
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, ws.next())
-            .await
-            .expect("no execute_result")
-            .unwrap()
-            .unwrap();
-        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-            if v["msg_type"] == "execute_result" && v["parent_header"]["msg_id"] == msg_id.as_str()
-            {
-                assert_eq!(v["content"]["data"]["text/plain"], "2");
-                break;
-            }
-        }
-    }
 }
 
 /// An ssh session idle for 2 minutes through the proxy stays open.

@@ -4,6 +4,7 @@
 //! containers when dropped. Docker missing is a failure, never a skip.
 #![allow(dead_code)]
 
+pub mod kernel;
 pub mod webdriver;
 
 use std::io::{BufRead, BufReader};
