@@ -5,7 +5,6 @@
 mod common;
 use common::*;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 const JUPYTER_IMAGE: &str = "berth-test/jupyter";
 
@@ -219,98 +218,23 @@ async fn jupyter_lab_and_missing_jupyter() {
 #[test]
 fn certificate_follows_a_new_public_ip() {
     require_docker_and_images(&[JUPYTER_IMAGE]);
-    let dir = temp_dir("jupyter-ip");
-    let data = dir.join("data");
-    let mut server = spawn_berth(
-        &[
-            "server",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        &dir.join("server.log"),
-        "run agents with:",
-    );
-    let url = server.field("API:");
-    let admin = server.field("admin key:");
-    let token = server.field("agent token:");
+    let mut d = deployment::Deployment::start(Default::default());
     let (first, last) = port_block();
     let ports = format!("{first}-{last}");
-    let agent_data = dir.join("agent");
-    let agent = |ip: &str, n: u32| {
-        Command::new(berth_bin())
-            .args([
-                "agent",
-                "--server",
-                &url,
-                "--token",
-                &token,
-                "--name",
-                "ip-host",
-                "--ports",
-                &ports,
-                "--public-ip",
-                ip,
-                "--data-dir",
-            ])
-            .arg(&agent_data)
-            .stderr(std::fs::File::create(dir.join(format!("agent-{n}.log"))).unwrap())
-            .spawn()
-            .unwrap()
-    };
-    let cli = |args: &[&str]| -> String {
-        let out = Command::new(berth_bin())
-            .args(args)
-            .env("BERTH_CONFIG", dir.join("none.json"))
-            .env("BERTH_URL", &url)
-            .env("BERTH_API_KEY", &admin)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "berth {args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
-    let wait_running = |id: &str| -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let v: serde_json::Value = serde_json::from_str(&cli(&["show", id, "--json"])).unwrap();
-            if v["state"] == "running" {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "never running: {v:#}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    let mut a = agent("127.0.0.1", 0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cli(&["hosts"]).contains("ip-host  yes") {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let id = cli(&["create", JUPYTER_IMAGE, "--jupyter"])
+    d.start_agent("ip-host", "127.0.0.1", &["--ports", &ports]);
+    let id = d
+        .ok(&["create", JUPYTER_IMAGE, "--jupyter"])
         .trim()
         .to_string();
-    let v = wait_running(&id);
-    let port = jupyter_port(&v);
-    let cid = v["container_id"].as_str().unwrap().to_string();
-    let deployment = inspect(&cid, "{{index .Config.Labels \"berth.deployment\"}}");
-    assert!(served_sans(port).contains("IP Address:127.0.0.1"));
+    let v = d.wait_state(&id, "running");
+    assert!(served_sans(jupyter_port(&v)).contains("IP Address:127.0.0.1"));
 
-    terminate(&mut a);
-    let mut a = agent("127.0.0.2", 1);
-    cli(&["stop", &id]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v: serde_json::Value = serde_json::from_str(&cli(&["show", &id, "--json"])).unwrap();
-        if v["state"] == "stopped" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never stopped: {v:#}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    cli(&["start", &id]);
-    let v = wait_running(&id);
+    d.stop_agent("ip-host");
+    d.start_agent("ip-host", "127.0.0.2", &["--ports", &ports]);
+    d.ok(&["stop", &id]);
+    d.wait_state(&id, "stopped");
+    d.ok(&["start", &id]);
+    let v = d.wait_state(&id, "running");
     assert_eq!(v["public_ip"], "127.0.0.2");
     let sans = served_sans(jupyter_port(&v));
     assert!(
@@ -324,9 +248,4 @@ fn certificate_follows_a_new_public_ip() {
             .starts_with("https://127.0.0.2:"),
         "{v:#}"
     );
-
-    terminate(&mut a);
-    terminate(&mut server.child);
-    remove_containers(&deployment);
-    let _ = std::fs::remove_dir_all(&dir);
 }

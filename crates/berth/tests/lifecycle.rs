@@ -145,66 +145,15 @@ fn berth_up_restart_keeps_and_readopts_containers() {
 }
 
 /// `berth server` and `berth agent` as separate processes: restarting either loses nothing
-/// and restarts no container.
+/// and restarts no container; an agent gone for good leaves its instances offline.
 #[test]
 fn agent_and_server_restart_apart() {
-    require_docker_and_images(&[BUSYBOX]);
-    let dir = temp_dir("split");
-    let config = dir.join("config.json");
-    let data = dir.join("data");
-    let server_args = [
-        "server",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    let mut server = spawn_berth(
-        &server_args,
-        &[],
-        &dir.join("server.log"),
-        "run agents with:",
-    );
-    let url = server.field("API:");
-    let token = server.field("agent token:");
-    let admin = server.field("admin key:");
+    let mut d = deployment::Deployment::start(Default::default());
     let (first, last) = port_block();
     let ports = format!("{first}-{last}");
-    let agent_args = [
-        "agent",
-        "--server",
-        &url,
-        "--token",
-        &token,
-        "--public-ip",
-        "127.0.0.1",
-        "--ports",
-        &ports,
-        "--name",
-        "split-host",
-    ];
-    let agent_env = [("BERTH_CONFIG", config.as_path())];
-    let wait_online = |want: &str| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let out = cli(&url, &admin, &["hosts"]);
-            if out
-                .lines()
-                .any(|l| l.starts_with("split-host") && l.split_whitespace().nth(1) == Some(want))
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "host never {want}: {out}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    let mut agent = spawn_agent(&agent_args, &agent_env, &dir.join("agent-0.log"));
-    wait_online("yes");
-
-    let id: i64 = cli(
-        &url,
-        &admin,
-        &[
+    d.start_agent("split-host", "127.0.0.1", &["--ports", &ports]);
+    let id = d
+        .ok(&[
             "create",
             BUSYBOX,
             "--entrypoint",
@@ -212,107 +161,34 @@ fn agent_and_server_restart_apart() {
             "--wait",
             "--args",
             "3600",
-        ],
-    )
-    .trim()
-    .parse()
-    .unwrap();
-    let show = |url: &str| -> serde_json::Value {
-        serde_json::from_str(&cli(url, &admin, &["show", &id.to_string(), "--json"])).unwrap()
-    };
-    let v = show(&url);
-    assert_eq!(v["state"], "running");
+        ])
+        .trim()
+        .to_string();
+    let v = d.wait_state(&id, "running");
     let cid = v["container_id"].as_str().unwrap().to_string();
-    let deployment = inspect(&cid, "{{index .Config.Labels \"berth.deployment\"}}");
     let started = inspect(&cid, "{{.State.StartedAt}}");
 
     // Agent restart: the container keeps running and is re-adopted.
-    terminate(&mut agent);
+    d.stop_agent("split-host");
     assert_eq!(inspect(&cid, "{{.State.Running}}"), "true");
-    let mut agent = spawn_agent(&agent_args, &agent_env, &dir.join("agent-1.log"));
-    wait_online("yes");
-    let v = show(&url);
-    assert_eq!(
-        (v["state"].as_str(), v["container_id"].as_str()),
-        (Some("running"), Some(cid.as_str()))
-    );
+    d.start_agent("split-host", "127.0.0.1", &["--ports", &ports]);
+    let v = d.wait_state(&id, "running");
+    assert_eq!(v["container_id"], cid.as_str());
     assert_eq!(inspect(&cid, "{{.State.StartedAt}}"), started);
 
     // Server restart: every instance is still there; the agent reconnects by itself.
-    terminate(&mut server.child);
-    let listen = url.trim_start_matches("http://").to_string();
-    let server_args2 = [
-        "server",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--listen",
-        &listen,
-    ];
-    let mut server = spawn_berth(
-        &server_args2,
-        &[],
-        &dir.join("server-1.log"),
-        "run agents with:",
-    );
-    assert_eq!(server.field("admin key:"), admin);
-    wait_online("yes");
-    let v = show(&url);
-    assert_eq!(
-        (v["state"].as_str(), v["container_id"].as_str()),
-        (Some("running"), Some(cid.as_str()))
-    );
+    d.stop_server();
+    d.start_server();
+    d.wait_host("split-host", true);
+    let v = d.wait_state(&id, "running");
+    assert_eq!(v["container_id"], cid.as_str());
     assert_eq!(inspect(&cid, "{{.State.StartedAt}}"), started);
     // And the reconnected agent still acts on changes.
-    cli(&url, &admin, &["stop", &id.to_string()]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while show(&url)["state"] != "stopped" {
-        assert!(
-            Instant::now() < deadline,
-            "stop after server restart never took effect"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    d.ok(&["stop", &id]);
+    d.wait_state(&id, "stopped");
 
     // With the agent gone for good, its instances show offline after the grace period.
-    terminate(&mut agent);
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while show(&url)["state"] != "offline" {
-        assert!(
-            Instant::now() < deadline,
-            "instance never showed offline without its agent"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    wait_online("no");
-    terminate(&mut server.child);
-    remove_containers(&deployment);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn spawn_agent(
-    args: &[&str],
-    env: &[(&str, &std::path::Path)],
-    log: &std::path::Path,
-) -> std::process::Child {
-    let log_file = std::fs::File::create(log).unwrap();
-    let mut cmd = std::process::Command::new(berth_bin());
-    cmd.args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(log_file);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().unwrap()
-}
-
-fn cli(url: &str, key: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(berth_bin())
-        .args(args)
-        .env("BERTH_CONFIG", "/nonexistent/berth-config.json")
-        .env("BERTH_URL", url)
-        .env("BERTH_API_KEY", key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "berth {args:?}: {}", stderr(&out));
-    stdout(&out)
+    d.stop_agent("split-host");
+    d.wait_state(&id, "offline");
+    d.wait_host("split-host", false);
 }

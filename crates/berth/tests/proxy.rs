@@ -2,169 +2,8 @@
 //! a host with no open ports and as the backup path of one with them; isolation; restarts.
 mod common;
 use common::*;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// `berth server` with a proxy, a separate `berth proxy`, and a NAT agent (no --ports).
-struct Split {
-    dir: std::path::PathBuf,
-    url: String,
-    admin: String,
-    token: String,
-    server: Child,
-    proxy: Option<Child>,
-    agent: Option<Child>,
-    https_port: u16,
-    deployment: String,
-    restarts: u32,
-}
-
-impl Split {
-    fn start() -> Split {
-        require_docker_and_images(&[SSH_IMAGE, BUSYBOX]);
-        let dir = temp_dir("proxy");
-        let (tunnel_port, https_port) = (free_port(), free_port());
-        let (a, b) = proxy_port_block();
-        let s = spawn_berth(
-            &[
-                "server",
-                "--data-dir",
-                dir.join("data").to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-                "--proxy-host",
-                "127.0.0.1",
-                "--proxy-tunnel-port",
-                &tunnel_port.to_string(),
-                "--proxy-https-port",
-                &https_port.to_string(),
-                "--proxy-ssh-ports",
-                &format!("{a}-{b}"),
-            ],
-            &[],
-            &dir.join("server.log"),
-            "run agents with:",
-        );
-        let deployment = s.field("deployment:");
-        let mut split = Split {
-            url: s.field("API:"),
-            admin: s.field("admin key:"),
-            token: s.field("agent token:"),
-            server: s.child,
-            proxy: None,
-            agent: None,
-            dir,
-            https_port,
-            deployment,
-            restarts: 0,
-        };
-        split.start_proxy();
-        split.start_agent();
-        split
-    }
-
-    fn start_proxy(&mut self) {
-        let s = spawn_berth(
-            &[
-                "proxy",
-                "--server",
-                &self.url,
-                "--token",
-                &self.token,
-                "--listen-ip",
-                "127.0.0.1",
-            ],
-            &[],
-            &self.dir.join(format!("proxy-{}.log", self.restarts)),
-            "berth proxy is up",
-        );
-        self.proxy = Some(s.child);
-    }
-
-    fn start_agent(&mut self) {
-        let log =
-            std::fs::File::create(self.dir.join(format!("agent-{}.log", self.restarts))).unwrap();
-        let child = Command::new(berth_bin())
-            .args([
-                "agent",
-                "--server",
-                &self.url,
-                "--token",
-                &self.token,
-                "--public-ip",
-                "127.0.0.1",
-                "--name",
-                "nat",
-            ])
-            .arg("--data-dir")
-            .arg(self.dir.join("agent"))
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.agent = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self
-            .ok(&["hosts"])
-            .lines()
-            .any(|l| l.split_whitespace().take(2).eq(["nat", "yes"]))
-        {
-            assert!(Instant::now() < deadline, "agent never connected");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(berth_bin())
-            .args(args)
-            .env("BERTH_CONFIG", self.dir.join("config.json"))
-            .env("BERTH_URL", &self.url)
-            .env("BERTH_API_KEY", &self.admin)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.cli(args);
-        assert!(o.status.success(), "berth {args:?}: {}", stderr(&o));
-        stdout(&o)
-    }
-
-    fn show(&self, id: &str) -> serde_json::Value {
-        serde_json::from_str(&self.ok(&["show", id, "--json"])).unwrap()
-    }
-
-    fn wait_running(&self, id: &str) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let v = self.show(id);
-            if v["state"] == "running" {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "never running: {v:#}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Split {
-    fn drop(&mut self) {
-        for c in [
-            self.agent.as_mut(),
-            self.proxy.as_mut(),
-            Some(&mut self.server),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        remove_containers(&self.deployment);
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
 
 fn proxy_port(v: &serde_json::Value) -> u16 {
     let p = v["proxy_ssh"]
@@ -176,7 +15,12 @@ fn proxy_port(v: &serde_json::Value) -> u16 {
 /// ssh, scp, sftp and `ssh -L` through the proxy to an instance on a host with no open ports.
 #[test]
 fn ssh_through_the_proxy_on_a_host_without_open_ports() {
-    let mut d = Split::start();
+    require_docker_and_images(&[SSH_IMAGE]);
+    let mut d = deployment::Deployment::start(deployment::Options {
+        db: None,
+        proxy: true,
+    });
+    d.start_agent("nat", "127.0.0.1", &[]);
     let key = KeyPair::new(&d.dir, "k");
     let kh = d.dir.join("known_hosts");
     d.ok(&["keys", "add", key.public.to_str().unwrap()]);
@@ -191,7 +35,7 @@ fn ssh_through_the_proxy_on_a_host_without_open_ports() {
         ])
         .trim()
         .to_string();
-    let v = d.wait_running(&id);
+    let v = d.wait_state(&id, "running");
     for p in v["ports"].as_array().unwrap() {
         assert_eq!(
             p["local"], true,
@@ -321,8 +165,7 @@ fn ssh_through_the_proxy_on_a_host_without_open_ports() {
 
     // Restart the proxy while the instance runs: the agent reconnects and the same proxy
     // port works again within 5 s.
-    terminate(d.proxy.as_mut().unwrap());
-    d.restarts += 1;
+    d.stop_proxy();
     d.start_proxy();
     let restarted = Instant::now();
     loop {
@@ -342,7 +185,7 @@ fn ssh_through_the_proxy_on_a_host_without_open_ports() {
 
     // Kill the tunnel (the agent stops; the container keeps running): new proxy connections
     // fail, and the HTTPS front says why.
-    terminate(d.agent.as_mut().unwrap());
+    d.stop_agent("nat");
     let o = ssh(port, &key.private, &kh, &["-o", "ConnectTimeout=5"], "true");
     assert!(!o.status.success());
     let ca = d.dir.join("ca.crt");
@@ -355,7 +198,7 @@ fn ssh_through_the_proxy_on_a_host_without_open_ports() {
             "--cacert",
             ca.to_str().unwrap(),
             "--resolve",
-            &format!("{name}:{}:127.0.0.1", d.https_port),
+            &format!("{name}:{}:127.0.0.1", d.https_port.unwrap()),
             "-o",
             "-",
             "-w",

@@ -463,67 +463,20 @@ fn bad_keys_are_refused_clearly() {
     );
 }
 
-/// A host without open ports cannot give a direct SSH port yet: a clear failure, no hang.
+/// Without a proxy, a host without open ports cannot be reached: a clear failure, no hang.
 #[test]
-fn host_without_open_ports_fails_clearly() {
+fn host_without_open_ports_and_no_proxy_fails_clearly() {
     require_docker_and_images(&[SSH_IMAGE]);
-    let dir = temp_dir("nat");
-    let data = dir.join("data");
-    let mut server = spawn_berth(
-        &[
-            "server",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        &dir.join("server.log"),
-        "run agents with:",
-    );
-    let url = server.field("API:");
-    let admin = server.field("admin key:");
-    let token = server.field("agent token:");
-    let agent_data = dir.join("agent");
-    let mut agent = Command::new(berth_bin())
-        .args([
-            "agent",
-            "--server",
-            &url,
-            "--token",
-            &token,
-            "--public-ip",
-            "127.0.0.1",
-            "--name",
-            "nat-host",
-            "--data-dir",
-        ])
-        .arg(&agent_data)
-        .stderr(std::fs::File::create(dir.join("agent.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let cli = |args: &[&str]| {
-        Command::new(berth_bin())
-            .args(args)
-            .env("BERTH_CONFIG", dir.join("none.json"))
-            .env("BERTH_URL", &url)
-            .env("BERTH_API_KEY", &admin)
-            .output()
-            .unwrap()
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !stdout(&cli(&["hosts"])).contains("nat-host  yes") {
-        assert!(Instant::now() < deadline, "agent never connected");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let o = cli(&["create", SSH_IMAGE, "--ssh", "--direct", "--wait"]);
+    let mut d = deployment::Deployment::start(Default::default());
+    d.start_agent("nat-host", "127.0.0.1", &[]);
+    let o = d.cli(&["create", SSH_IMAGE, "--ssh", "--direct", "--wait"]);
     assert!(
         !o.status.success() && stderr(&o).contains("no online host has open ports"),
         "{}",
         stderr(&o)
     );
     let started = Instant::now();
-    let o = cli(&["create", SSH_IMAGE, "--ssh", "--wait"]);
+    let o = d.cli(&["create", SSH_IMAGE, "--ssh", "--wait"]);
     assert!(!o.status.success(), "{}", stdout(&o));
     assert!(
         stderr(&o).contains("no open ports") && stderr(&o).contains("22/tcp"),
@@ -531,7 +484,4 @@ fn host_without_open_ports_fails_clearly() {
         stderr(&o)
     );
     assert!(started.elapsed() < Duration::from_secs(20));
-    terminate(&mut agent);
-    terminate(&mut server.child);
-    let _ = std::fs::remove_dir_all(&dir);
 }

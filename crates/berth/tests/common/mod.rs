@@ -4,7 +4,9 @@
 //! containers when dropped. Docker missing is a failure, never a skip.
 #![allow(dead_code)]
 
+pub mod deployment;
 pub mod kernel;
+pub mod registry;
 pub mod webdriver;
 
 use std::io::{BufRead, BufReader};
