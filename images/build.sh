@@ -14,7 +14,9 @@
 # Images: busybox, debian, ssh (debian + openssh-server, no host keys), ssh-hostile
 # (ssh with an sshd config and root password berth must ignore), ssh-user (ssh with
 # USER app, WORKDIR /home/app and an ENTRYPOINT that must never run in ssh mode),
-# jupyter (ssh + Debian's classic Notebook and a pip-installed JupyterLab in /opt/jlab).
+# jupyter (ssh + Debian's classic Notebook and a pip-installed JupyterLab in /opt/jlab),
+# argserver (jupyter + an ENTRYPOINT/CMD web server on 8765 that answers with its argv
+# and working directory: odd arguments, WORKDIR with a space, EXPOSE, ENV).
 #
 # Adding an image: write build_<name> TAG and verify_<name> TAG ('-' in <name> becomes
 # '_' in the function names), add <name> to REV, and append <name> to IMAGES (after
@@ -27,7 +29,7 @@ BERTH_LOG_TAG=images
 # shellcheck source=images/lib.sh
 . "$HERE/lib.sh"
 
-IMAGES=(busybox debian ssh ssh-hostile ssh-user jupyter)
+IMAGES=(busybox debian ssh ssh-hostile ssh-user jupyter argserver)
 # Recipe revisions, stored in the image label $REV_LABEL. Bump after changing a recipe.
 declare -A REV=(
     [busybox]=1
@@ -36,6 +38,7 @@ declare -A REV=(
     [ssh-hostile]=1
     [ssh-user]=1
     [jupyter]=1
+    [argserver]=1
 )
 REV_LABEL=org.berth.test-image.rev
 # Images built from another test image. A derived image records the id of the base
@@ -45,6 +48,7 @@ declare -A BASE=(
     [ssh-hostile]=ssh
     [ssh-user]=ssh
     [jupyter]=ssh
+    [argserver]=jupyter
 )
 BASE_LABEL=org.berth.test-image.base
 PATH_ENV='PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
@@ -583,6 +587,88 @@ del kc, km
     chmod 644 "$certs/cert.pem" "$certs/key.pem"
     verify_jupyter_server "$tag" jupyter-notebook "$certs" /usr/bin/python3 || return 1
     verify_jupyter_server "$tag" jupyter-lab "$certs" /opt/jlab/bin/python3 || return 1
+}
+
+# ---------------------------------------------------------------------------
+# berth-test/argserver: berth-test/jupyter (python3 and sshd) whose ENTRYPOINT+CMD
+# start a web server on 8765 that answers GET / with {"argv": [...], "cwd": "..."}.
+# The CMD holds every kind of argument a shell would mangle (quotes, $, backticks,
+# spaces, a backslash, a newline, an empty string) and the WORKDIR has a space: a
+# template made from it (`berth templates create --from-image`) must pass them on
+# exactly when it moves them into an onstart script.
+
+# The image's CMD as JSON (exactly what the template tests expect back as argv).
+ARGSERVER_CMD=$(cat <<'EOF'
+["--greeting","it's \"odd\" $HOME `x`","a b","back\\slash","line\nbreak",""]
+EOF
+)
+
+build_argserver() { # TAG
+    local tag=$1
+    # shellcheck disable=SC2016 # the script is expanded by the container's shell
+    commit_from berth-test/jupyter:latest "$tag" argserver '
+        set -e
+        mkdir -p "/srv/app dir"
+        cat >/usr/local/bin/argserver.py <<"EOF"
+"""berth-test/argserver: answers GET / with its argv and working directory as JSON."""
+import http.server
+import json
+import os
+import sys
+
+PORT = 8765
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"argv": sys.argv[1:], "cwd": os.getcwd()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+print(f"argserver on :{PORT} argv={sys.argv[1:]!r} cwd={os.getcwd()!r}", flush=True)
+http.server.ThreadingHTTPServer(("0.0.0.0", PORT), Handler).serve_forever()
+EOF
+        chmod 755 /usr/local/bin/argserver.py
+    ' \
+        'ENTRYPOINT ["python3","/usr/local/bin/argserver.py"]' \
+        "CMD $ARGSERVER_CMD" \
+        'WORKDIR /srv/app dir' \
+        'EXPOSE 8765' \
+        'ENV GREETING_STYLE=loud'
+}
+
+verify_argserver() { # TAG
+    local tag=$1 out cid rc=0
+    out=$(docker image inspect -f '{{json .Config.Entrypoint}} {{json .Config.Cmd}}|{{.Config.WorkingDir}}|{{json .Config.ExposedPorts}}' "$tag")
+    [[ $out == "[\"python3\",\"/usr/local/bin/argserver.py\"] $ARGSERVER_CMD|/srv/app dir|{\"8765/tcp\":{}}" ]] ||
+        { berth_log "unexpected image config: $out"; return 1; }
+    docker image inspect -f '{{json .Config.Env}}' "$tag" | grep -q '"GREETING_STYLE=loud"' ||
+        { berth_log "GREETING_STYLE missing from the image's env"; return 1; }
+    # Run as Docker would, ask it over its own loopback, and compare with the CMD.
+    cid=$(docker run -d --label berth-test=images-build --network none "$tag") || return 1
+    CONTAINERS+=("$cid")
+    docker exec -e WANT="$ARGSERVER_CMD" "$cid" python3 -c '
+import json, os, time, urllib.request
+want = {"argv": json.loads(os.environ["WANT"]), "cwd": "/srv/app dir"}
+for _ in range(100):
+    try:
+        got = json.load(urllib.request.urlopen("http://127.0.0.1:8765/", timeout=2))
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    raise SystemExit("argserver did not answer on 8765")
+assert got == want, (got, want)
+print("argserver answers", got)
+' >&2 || rc=$?
+    if ((rc)); then docker logs --tail 30 "$cid" >&2 || true; fi
+    docker rm -f "$cid" >/dev/null
+    unset 'CONTAINERS[${#CONTAINERS[@]}-1]'
+    return "$rc"
 }
 
 # ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 //! reports; reconnect with exponential backoff and jitter when the link drops.
 use crate::Shared;
 use berth_core::protocol::{
-    AgentMessage, ServerMessage, AGENT_PATH, PROTOCOL_VERSION, REPORT_INTERVAL_SECS,
+    AgentMessage, ImageFacts, ServerMessage, AGENT_PATH, PROTOCOL_VERSION, REPORT_INTERVAL_SECS,
 };
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
@@ -121,6 +121,8 @@ async fn session(shared: &Arc<Shared>) -> Result<(), String> {
 
     let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(256);
     let mut log_tasks: HashMap<u64, tokio::task::AbortHandle> = HashMap::new();
+    // Aborted when the session ends: the server forgets a request whose connection went.
+    let mut inspect_tasks = tokio::task::JoinSet::new();
     let mut report_tick = tokio::time::interval(Duration::from_secs(REPORT_INTERVAL_SECS));
     let mut ping_tick = tokio::time::interval(PING_EVERY);
     let mut last_heard = Instant::now();
@@ -140,6 +142,18 @@ async fn session(shared: &Arc<Shared>) -> Result<(), String> {
                             if let Some(t) = log_tasks.remove(&stream) {
                                 t.abort();
                             }
+                        }
+                        Ok(ServerMessage::InspectImage { request, image }) => {
+                            while inspect_tasks.try_join_next().is_some() {}
+                            let shared = shared.clone();
+                            let out = out_tx.clone();
+                            inspect_tasks.spawn(async move {
+                                let result = inspect_image(&shared, &image).await;
+                                if let Err(e) = &result {
+                                    tracing::info!(%image, error = %e, "image inspection failed");
+                                }
+                                let _ = out.send(Outgoing::Message(AgentMessage::ImageInspected { request, result })).await;
+                            });
                         }
                         Ok(ServerMessage::Refused { reason }) => break Err(format!("the server refused this agent: {reason}")),
                         Ok(ServerMessage::Welcome { .. }) => {}
@@ -186,7 +200,31 @@ async fn session(shared: &Arc<Shared>) -> Result<(), String> {
     for t in log_tasks.values() {
         t.abort();
     }
+    inspect_tasks.abort_all();
     result
+}
+
+/// The config of `image` (for a template made from it), pulling the image first if this
+/// host does not have it. The error is one line for the user.
+async fn inspect_image(shared: &Shared, image: &str) -> Result<ImageFacts, String> {
+    let engine = &shared.engine;
+    if let Some(facts) = engine
+        .image_facts(image)
+        .await
+        .map_err(|e| format!("cannot inspect image {image}: {}", e.message()))?
+    {
+        return Ok(facts);
+    }
+    tracing::info!(%image, "pulling image to inspect it");
+    engine
+        .pull(image, |_| {})
+        .await
+        .map_err(|e| format!("image {image} could not be pulled: {}", e.message()))?;
+    engine
+        .image_facts(image)
+        .await
+        .map_err(|e| format!("cannot inspect image {image}: {}", e.message()))?
+        .ok_or_else(|| format!("image {image} is missing right after pulling it"))
 }
 
 /// Wakes the worker of every instance the engine reports an event for.

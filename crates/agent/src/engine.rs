@@ -1,5 +1,5 @@
 //! The Docker engine, through bollard: the only place the agent touches Docker.
-use berth_core::protocol::{labels, PortMapping, PullProgress};
+use berth_core::protocol::{labels, ImageFacts, PortMapping, PullProgress};
 use berth_core::{PortProto, PortSpec};
 use berth_launch::{ContainerPlan, ImageConfig};
 use bollard::models::{
@@ -104,6 +104,34 @@ impl Engine {
         Ok(Some(ImageConfig {
             entrypoint: cfg.entrypoint.unwrap_or_default(),
             cmd: cfg.cmd.unwrap_or_default(),
+            exposed,
+        }))
+    }
+
+    /// What the image's config says (for a template made from it), or `None` if the image
+    /// is not present.
+    pub async fn image_facts(&self, image: &str) -> Result<Option<ImageFacts>, EngineError> {
+        let inspect = match self.docker.inspect_image(image).await {
+            Ok(i) => i,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let cfg = inspect.config.unwrap_or_default();
+        let mut exposed: Vec<PortSpec> = cfg
+            .exposed_ports
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| parse_port_key(p))
+            .collect();
+        exposed.sort();
+        Ok(Some(ImageFacts {
+            entrypoint: cfg.entrypoint.unwrap_or_default(),
+            cmd: cfg.cmd.unwrap_or_default(),
+            env: cfg.env.unwrap_or_default(),
+            workdir: cfg.working_dir.unwrap_or_default(),
+            user: cfg.user.unwrap_or_default(),
             exposed,
         }))
     }

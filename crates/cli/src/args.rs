@@ -86,6 +86,9 @@ pub enum Command {
     /// Manage your SSH public keys (installed in all your ssh and jupyter instances)
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage your templates: saved launch settings (`berth create --template NAME`)
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
     /// Authorize one more SSH public key for one instance only
     AttachKey {
         /// The instance
@@ -248,10 +251,30 @@ pub enum UsersCommand {
     Rm { name: String },
 }
 
+/// `berth create`.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct CreateArgs {
-    /// The image, e.g. debian:12 or registry.example:5000/team/app:v1
-    pub image: String,
+    /// The image, e.g. debian:12 or registry.example:5000/team/app:v1 (optional with
+    /// --template, which gives one)
+    #[arg(required_unless_present = "template")]
+    pub image: Option<String>,
+    /// Start from your template NAME; the options given here override its settings (env
+    /// is merged, yours winning; ports are added)
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
+    /// Wait until the instance is running (or has exited or failed)
+    #[arg(long)]
+    pub wait: bool,
+    /// Print JSON: {"id": N}, or with --wait the instance
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+}
+
+/// The launch settings, shared by `berth create` and `berth templates create|edit`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Args)]
+pub struct LaunchArgs {
     /// Replace the image's ENTRYPOINT (and drop its CMD, as Docker does)
     #[arg(long, value_name = "CMD")]
     pub entrypoint: Option<String>,
@@ -278,14 +301,17 @@ pub struct CreateArgs {
     #[arg(long, value_name = "TEXT")]
     pub label: Option<String>,
     /// Number of GPUs
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub gpus: u32,
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<u32>,
     /// ssh launch mode: berth runs sshd instead of the image's entrypoint
-    #[arg(long, conflicts_with = "jupyter")]
+    #[arg(long, conflicts_with_all = ["jupyter", "mode"])]
     pub ssh: bool,
     /// jupyter launch mode: ssh mode plus a Jupyter server
-    #[arg(long)]
+    #[arg(long, conflicts_with = "mode")]
     pub jupyter: bool,
+    /// The launch mode by name: entrypoint (the default), ssh or jupyter
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<LaunchMode>,
     /// ssh/jupyter: a script run after sshd is up, on every start (FILE, or - for stdin)
     #[arg(long, value_name = "FILE|-", conflicts_with = "onstart_cmd")]
     pub onstart: Option<PathBuf>,
@@ -296,17 +322,11 @@ pub struct CreateArgs {
     #[arg(long)]
     pub direct: bool,
     /// jupyter: JupyterLab instead of the classic Notebook
-    #[arg(long, requires = "jupyter")]
+    #[arg(long)]
     pub jupyter_lab: bool,
     /// jupyter: the directory Jupyter serves (default /)
-    #[arg(long, value_name = "DIR", requires = "jupyter")]
+    #[arg(long, value_name = "DIR")]
     pub jupyter_dir: Option<String>,
-    /// Wait until the instance is running (or has exited or failed)
-    #[arg(long)]
-    pub wait: bool,
-    /// Print JSON: {"id": N}, or with --wait the instance
-    #[arg(long)]
-    pub json: bool,
     /// Replace the image's CMD with the REST of the command line, verbatim (no shell);
     /// `--args` alone means an empty CMD
     #[arg(
@@ -321,32 +341,59 @@ pub struct CreateArgs {
 impl CreateArgs {
     /// The API request these flags ask for; reads the `--onstart` file (or stdin).
     pub fn to_request(&self) -> Result<CreateInstance> {
+        let mut r = self
+            .launch
+            .to_request(self.image.as_deref().unwrap_or(""))?;
+        r.template = self.template.clone();
+        Ok(r)
+    }
+}
+
+impl LaunchArgs {
+    /// The settings these flags give, for `image`; reads the `--onstart` file (or stdin).
+    /// Only the flags given are set (`mode` is `None` without --ssh/--jupyter/--mode).
+    pub fn to_request(&self, image: &str) -> Result<CreateInstance> {
         let onstart = match (&self.onstart, &self.onstart_cmd) {
             (Some(path), _) => Some(input::read_text(path, "the onstart script")?),
             (None, cmd) => cmd.clone(),
         };
-        Ok(self.request(onstart))
+        Ok(self.request(image, onstart))
+    }
+
+    /// The launch mode the flags name, if any.
+    pub fn mode(&self) -> Option<LaunchMode> {
+        if self.ssh {
+            Some(LaunchMode::Ssh)
+        } else if self.jupyter {
+            Some(LaunchMode::Jupyter)
+        } else {
+            self.mode
+        }
+    }
+
+    /// Whether no flag but a mode is given.
+    pub fn only_mode(&self) -> bool {
+        LaunchArgs {
+            ssh: false,
+            jupyter: false,
+            mode: None,
+            ..self.clone()
+        } == LaunchArgs::default()
     }
 
     /// The request with the onstart script given.
-    fn request(&self, onstart: Option<String>) -> CreateInstance {
-        let mode = if self.ssh {
-            LaunchMode::Ssh
-        } else if self.jupyter {
-            LaunchMode::Jupyter
-        } else {
-            LaunchMode::Entrypoint
-        };
+    fn request(&self, image: &str, onstart: Option<String>) -> CreateInstance {
         CreateInstance {
-            image: self.image.clone(),
-            mode,
+            image: image.to_string(),
+            mode: self.mode(),
+            template: None,
             entrypoint: self.entrypoint.clone(),
             args: self.args.clone(),
             docker_options: self.docker_options.clone(),
             env: self.env.iter().cloned().collect(),
             ports: self.ports.clone(),
             label: self.label.clone(),
-            gpus: self.gpus,
+            gpus: self.gpus.unwrap_or(0),
             onstart,
             direct: self.direct,
             jupyter_lab: self.jupyter_lab,
@@ -354,6 +401,108 @@ impl CreateArgs {
             http_ports: self.http_ports.clone(),
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum TemplatesCommand {
+    /// Save launch settings as a template: --image IMAGE with any `berth create` option, or
+    /// --from-image IMAGE [--ssh|--jupyter] to make one from the image's config (prints
+    /// what was moved and why)
+    Create {
+        /// The template's name: 1 to 64 of letters, digits, '.', '_', '-'
+        #[arg(value_parser = template_name)]
+        name: String,
+        /// The image the template launches
+        #[arg(
+            long,
+            value_name = "IMAGE",
+            required_unless_present = "from_image",
+            conflicts_with = "from_image"
+        )]
+        image: Option<String>,
+        /// Inspect IMAGE (pulling it if needed) and make the template from its config: in
+        /// ssh/jupyter mode its ENTRYPOINT+CMD move into the onstart script
+        #[arg(long, value_name = "IMAGE")]
+        from_image: Option<String>,
+        #[command(flatten)]
+        readme: ReadmeArgs,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        launch: Box<LaunchArgs>,
+    },
+    /// List your templates
+    Ls {
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a template's settings and readme
+    Show {
+        #[arg(value_parser = template_name)]
+        name: String,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a template: the options given override its settings (env is merged, ports
+    /// are added); with --replace they become its settings
+    Edit {
+        #[arg(value_parser = template_name)]
+        name: String,
+        /// The image the template launches
+        #[arg(long, value_name = "IMAGE")]
+        image: Option<String>,
+        /// Replace the settings with exactly the options given (--image is then needed)
+        #[arg(long, requires = "image")]
+        replace: bool,
+        #[command(flatten)]
+        readme: ReadmeArgs,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        launch: Box<LaunchArgs>,
+    },
+    /// Remove a template
+    Rm {
+        #[arg(value_parser = template_name)]
+        name: String,
+    },
+}
+
+/// `--readme TEXT` / `--readme-file FILE`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Args)]
+pub struct ReadmeArgs {
+    /// What the template is for (at most 16 KiB; '' removes it)
+    #[arg(long, value_name = "TEXT", conflicts_with = "readme_file")]
+    pub readme: Option<String>,
+    /// The readme from FILE (or - for stdin)
+    #[arg(long, value_name = "FILE|-")]
+    pub readme_file: Option<PathBuf>,
+}
+
+impl ReadmeArgs {
+    /// `None`: not given; `Some(None)`: remove it; `Some(Some(text))`: set it.
+    pub fn read(&self) -> Result<Option<Option<String>>> {
+        let text = match (&self.readme, &self.readme_file) {
+            (Some(t), _) => t.clone(),
+            (None, Some(path)) => input::read_text(path, "the readme")?,
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(if text.trim().is_empty() {
+            None
+        } else {
+            Some(text)
+        }))
+    }
+}
+
+/// A template name, checked before it goes into a URL.
+fn template_name(s: &str) -> Result<String, String> {
+    berth_core::template::validate_name(s)?;
+    Ok(s.to_string())
 }
 
 /// `K=V` of `-e`.
@@ -402,24 +551,27 @@ mod tests {
     #[test]
     fn args_take_the_rest_of_the_line() {
         let c = create(&["img", "--args", "-c", "echo hi", "--label", "x"]);
-        assert_eq!(c.args.unwrap(), ["-c", "echo hi", "--label", "x"]);
-        assert_eq!(c.label, None);
+        assert_eq!(c.launch.args.unwrap(), ["-c", "echo hi", "--label", "x"]);
+        assert_eq!(c.launch.label, None);
 
         let c = create(&[
             "img", "--label", "y", "--args", "a", "--", "-e", "--args", "--help",
         ]);
-        assert_eq!(c.args.unwrap(), ["a", "--", "-e", "--args", "--help"]);
-        assert_eq!(c.label.as_deref(), Some("y"));
-        assert!(c.env.is_empty());
+        assert_eq!(
+            c.launch.args.unwrap(),
+            ["a", "--", "-e", "--args", "--help"]
+        );
+        assert_eq!(c.launch.label.as_deref(), Some("y"));
+        assert!(c.launch.env.is_empty());
 
         let c = create(&["img", "--args", "a b", "'q'", "$HOME", ""]);
-        assert_eq!(c.args.unwrap(), ["a b", "'q'", "$HOME", ""]);
+        assert_eq!(c.launch.args.unwrap(), ["a b", "'q'", "$HOME", ""]);
     }
 
     #[test]
     fn bare_args_mean_an_empty_cmd() {
-        assert_eq!(create(&["img", "--args"]).args, Some(vec![]));
-        assert_eq!(create(&["img"]).args, None);
+        assert_eq!(create(&["img", "--args"]).launch.args, Some(vec![]));
+        assert_eq!(create(&["img"]).launch.args, None);
     }
 
     #[test]
@@ -449,7 +601,7 @@ mod tests {
         assert!(c.wait && c.json);
         let r = c.to_request().unwrap();
         assert_eq!(r.image, "berth-test/busybox");
-        assert_eq!(r.mode, LaunchMode::Entrypoint);
+        assert_eq!(r.mode, None);
         assert_eq!(r.entrypoint.as_deref(), Some("/bin/sh"));
         assert_eq!(r.docker_options.as_deref(), Some("-e K=V -p 8081:8081"));
         let env: Vec<_> = r
@@ -469,11 +621,11 @@ mod tests {
     fn modes() {
         assert_eq!(
             create(&["i", "--ssh"]).to_request().unwrap().mode,
-            LaunchMode::Ssh
+            Some(LaunchMode::Ssh)
         );
         assert_eq!(
             create(&["i", "--jupyter"]).to_request().unwrap().mode,
-            LaunchMode::Jupyter
+            Some(LaunchMode::Jupyter)
         );
         let e = error(&["create", "i", "--ssh", "--jupyter"]);
         assert!(e.contains("cannot be used with"), "{e}");
@@ -552,7 +704,7 @@ mod tests {
     fn onstart_flags() {
         let c = create(&["i", "--ssh", "--direct", "--onstart-cmd", "-x; echo 'hi'\n"]);
         let r = c.to_request().unwrap();
-        assert_eq!(r.mode, LaunchMode::Ssh);
+        assert_eq!(r.mode, Some(LaunchMode::Ssh));
         assert!(r.direct);
         assert_eq!(r.onstart.as_deref(), Some("-x; echo 'hi'\n"));
 
@@ -560,7 +712,7 @@ mod tests {
             std::env::temp_dir().join(format!("berth-cli-args-{}-onstart.sh", std::process::id()));
         std::fs::write(&path, "#!/bin/sh\necho started\n").unwrap();
         let c = create(&["i", "--jupyter", "--onstart", path.to_str().unwrap()]);
-        assert_eq!(c.onstart.as_deref(), Some(path.as_path()));
+        assert_eq!(c.launch.onstart.as_deref(), Some(path.as_path()));
         let r = c.to_request().unwrap();
         assert_eq!(r.onstart.as_deref(), Some("#!/bin/sh\necho started\n"));
         assert!(!r.direct);
@@ -579,9 +731,152 @@ mod tests {
         ]);
         assert!(e.contains("cannot be used with"), "{e}");
         assert_eq!(
-            create(&["i", "--ssh", "--onstart", "-"]).onstart.as_deref(),
+            create(&["i", "--ssh", "--onstart", "-"])
+                .launch
+                .onstart
+                .as_deref(),
             Some(std::path::Path::new("-"))
         );
+    }
+
+    #[test]
+    fn create_from_a_template() {
+        let c = create(&["--template", "web", "-e", "A=1", "--gpus", "0", "--wait"]);
+        assert_eq!(c.image, None);
+        assert!(c.wait);
+        let r = c.to_request().unwrap();
+        assert_eq!(r.template.as_deref(), Some("web"));
+        assert_eq!((r.image.as_str(), r.mode), ("", None));
+        assert_eq!(r.env["A"], "1");
+        let r = create(&["img", "--template", "web", "--mode", "ssh"])
+            .to_request()
+            .unwrap();
+        assert_eq!(
+            (r.image.as_str(), r.mode, r.template.as_deref()),
+            ("img", Some(LaunchMode::Ssh), Some("web"))
+        );
+        // Without a template the image is required.
+        let e = error(&["create", "--wait"]);
+        assert!(e.contains("<IMAGE>"), "{e}");
+        let e = error(&["create", "i", "--mode", "vm"]);
+        assert!(e.contains("unknown launch mode"), "{e}");
+        let e = error(&["create", "i", "--mode", "ssh", "--jupyter"]);
+        assert!(e.contains("cannot be used with"), "{e}");
+    }
+
+    fn templates(argv: &[&str]) -> TemplatesCommand {
+        let mut full = vec!["templates"];
+        full.extend(argv);
+        match parse(&full) {
+            Ok(Command::Templates(t)) => t,
+            other => panic!("{argv:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn templates_commands() {
+        match templates(&[
+            "create",
+            "web",
+            "--image",
+            "img",
+            "--ssh",
+            "-e",
+            "A=1",
+            "-p",
+            "8000",
+            "--readme",
+            "hello",
+            "--onstart-cmd",
+            "echo hi",
+        ]) {
+            TemplatesCommand::Create {
+                name,
+                image,
+                from_image,
+                readme,
+                json,
+                launch,
+            } => {
+                assert_eq!(
+                    (name.as_str(), image.as_deref(), from_image),
+                    ("web", Some("img"), None)
+                );
+                assert_eq!(readme.read().unwrap(), Some(Some("hello".into())));
+                assert!(!json);
+                let r = launch.to_request("img").unwrap();
+                assert_eq!(r.mode, Some(LaunchMode::Ssh));
+                assert_eq!(r.env["A"], "1");
+                assert_eq!(r.ports, ["8000"]);
+                assert_eq!(r.onstart.as_deref(), Some("echo hi"));
+                assert!(!launch.only_mode());
+            }
+            other => panic!("{other:?}"),
+        }
+        match templates(&["create", "web", "--from-image", "img", "--jupyter"]) {
+            TemplatesCommand::Create {
+                image,
+                from_image,
+                readme,
+                launch,
+                ..
+            } => {
+                assert_eq!((image, from_image.as_deref()), (None, Some("img")));
+                assert_eq!(readme.read().unwrap(), None);
+                assert!(launch.only_mode());
+                assert_eq!(launch.mode(), Some(LaunchMode::Jupyter));
+            }
+            other => panic!("{other:?}"),
+        }
+        // One of --image and --from-image, not both.
+        let e = error(&["templates", "create", "web"]);
+        assert!(e.contains("--image"), "{e}");
+        let e = error(&[
+            "templates",
+            "create",
+            "web",
+            "--image",
+            "a",
+            "--from-image",
+            "b",
+        ]);
+        assert!(e.contains("cannot be used with"), "{e}");
+        // Names are checked before they go into a URL.
+        for bad in ["..", "a/b", "a b", "from-image"] {
+            assert!(parse(&["templates", "show", bad]).is_err(), "{bad}");
+            assert!(parse(&["templates", "rm", bad]).is_err(), "{bad}");
+        }
+        assert_eq!(
+            templates(&["ls", "--json"]),
+            TemplatesCommand::Ls { json: true }
+        );
+        assert_eq!(
+            templates(&["show", "web"]),
+            TemplatesCommand::Show {
+                name: "web".into(),
+                json: false
+            }
+        );
+        assert_eq!(
+            templates(&["rm", "web"]),
+            TemplatesCommand::Rm { name: "web".into() }
+        );
+        match templates(&["edit", "web", "--label", "x", "--readme", ""]) {
+            TemplatesCommand::Edit {
+                image,
+                replace,
+                readme,
+                launch,
+                ..
+            } => {
+                assert_eq!((image, replace), (None, false));
+                assert_eq!(readme.read().unwrap(), Some(None));
+                assert_eq!(launch.label.as_deref(), Some("x"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = error(&["templates", "edit", "web", "--replace"]);
+        assert!(e.contains("--image"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use berth_core::api::{
     CreateInstance, Created, CreatedUser, ErrorBody, Host, Instance, Me, NewSshKey, NewUser,
-    SshKey, User,
+    SshKey, Template, TemplateBody, TemplateFromImage, TemplateMade, User,
 };
 use berth_core::Secret;
 use futures_util::{Stream, StreamExt};
@@ -18,6 +18,9 @@ use std::time::Duration;
 /// How long a request (other than a log stream) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long making a template from an image may take: the server waits up to 10 minutes
+/// for an agent to pull and inspect it.
+const FROM_IMAGE_TIMEOUT: Duration = Duration::from_secs(11 * 60);
 
 /// An error answer from the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +199,43 @@ impl Client {
         };
         let req = self.request(Method::POST, &format!("/instances/{id}/keys"));
         self.json(req.json(&body)).await
+    }
+
+    /// The account's templates, by name.
+    pub async fn templates(&self) -> Result<Vec<Template>> {
+        self.json(self.request(Method::GET, "/templates")).await
+    }
+
+    /// The template `name` (a valid template name: it goes into the URL as is).
+    pub async fn template(&self, name: &str) -> Result<Template> {
+        self.json(self.request(Method::GET, &format!("/templates/{name}")))
+            .await
+    }
+
+    pub async fn create_template(&self, body: &TemplateBody) -> Result<Template> {
+        self.json(self.request(Method::POST, "/templates").json(body))
+            .await
+    }
+
+    /// Replaces the readme and settings of the template `body.name`.
+    pub async fn update_template(&self, body: &TemplateBody) -> Result<Template> {
+        let req = self.request(Method::PUT, &format!("/templates/{}", body.name));
+        self.json(req.json(body)).await
+    }
+
+    pub async fn delete_template(&self, name: &str) -> Result<()> {
+        let req = self.request(Method::DELETE, &format!("/templates/{name}"));
+        self.send(req).await.map(drop)
+    }
+
+    /// Makes a template from an image's config; may take minutes (the image is pulled if
+    /// the agent does not have it).
+    pub async fn template_from_image(&self, body: &TemplateFromImage) -> Result<TemplateMade> {
+        let req = self
+            .request(Method::POST, "/templates/from-image")
+            .timeout(FROM_IMAGE_TIMEOUT)
+            .json(body);
+        self.json(req).await
     }
 
     async fn action(&self, id: i64, verb: &str) -> Result<Instance> {

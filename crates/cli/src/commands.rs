@@ -1,12 +1,15 @@
 //! What each subcommand does: one function each, talking to the server through [`Client`]
 //! and printing through [`output`].
-use crate::args::{Command, CreateArgs, KeysCommand, ScpArgs, SshArgs, UsersCommand};
+use crate::args::{
+    Command, CreateArgs, KeysCommand, LaunchArgs, ReadmeArgs, ScpArgs, SshArgs, TemplatesCommand,
+    UsersCommand,
+};
 use crate::client::Client;
 use crate::output::{self, print};
 use crate::route::{self, Route, Want};
 use crate::{config, input, jupyter, ssh, wait};
 use anyhow::{bail, Context, Result};
-use berth_core::api::Instance;
+use berth_core::api::{Instance, Template, TemplateBody, TemplateFromImage};
 use berth_core::{InstanceState, Secret};
 use futures_util::StreamExt;
 use std::io::Write;
@@ -76,6 +79,7 @@ pub async fn run(cmd: Command) -> Result<ExitCode> {
         }
         Command::Users(cmd) => users(&client, cmd).await?,
         Command::Keys(cmd) => keys(&client, cmd).await?,
+        Command::Templates(cmd) => templates(&client, cmd).await?,
         Command::AttachKey { id, file } => attach_key(&client, id, &file).await?,
         Command::Ssh(args) => ssh_session(&client, &args).await?,
         Command::Jupyter { id, route, open } => jupyter(&client, id, route.want(), open).await?,
@@ -204,6 +208,130 @@ async fn keys(client: &Client, cmd: KeysCommand) -> Result<()> {
             print(&format!("key {id} removed\n"))
         }
     }
+}
+
+async fn templates(client: &Client, cmd: TemplatesCommand) -> Result<()> {
+    match cmd {
+        TemplatesCommand::Create {
+            name,
+            image,
+            from_image: Some(from),
+            readme,
+            json,
+            launch,
+        } => {
+            debug_assert!(image.is_none());
+            if !launch.only_mode() {
+                bail!(
+                    "--from-image takes only --ssh, --jupyter or --mode (and --readme): change the template afterwards with `berth templates edit {name} …`"
+                );
+            }
+            let body = TemplateFromImage {
+                name,
+                image: from,
+                mode: launch.mode().unwrap_or_default(),
+                readme: readme.read()?.flatten(),
+            };
+            let made = client.template_from_image(&body).await?;
+            print(&if json {
+                output::json(&made)?
+            } else {
+                let mut out: String = made.notes.iter().map(|n| format!("- {n}\n")).collect();
+                out.push_str(&format!(
+                    "template {} made from {} ({} mode); launch it with: berth create --template {}\n",
+                    made.template.name,
+                    made.template.settings.image,
+                    made.template.settings.mode.unwrap_or_default(),
+                    made.template.name
+                ));
+                out
+            })
+        }
+        TemplatesCommand::Create {
+            name,
+            image,
+            from_image: None,
+            readme,
+            json,
+            launch,
+        } => {
+            let body = TemplateBody {
+                name,
+                readme: readme.read()?.flatten(),
+                settings: launch.to_request(image.as_deref().unwrap_or(""))?,
+            };
+            let t = client.create_template(&body).await?;
+            print(&if json {
+                output::json(&t)?
+            } else {
+                format!("template {} saved\n", t.name)
+            })
+        }
+        TemplatesCommand::Ls { json } => {
+            let list = client.templates().await?;
+            print(&if json {
+                output::json(&list)?
+            } else {
+                output::templates_table(&list, output::now())
+            })
+        }
+        TemplatesCommand::Show { name, json } => {
+            let t = client.template(&name).await?;
+            print(&if json {
+                output::json(&t)?
+            } else {
+                output::template_details(&t, output::now())
+            })
+        }
+        TemplatesCommand::Edit {
+            name,
+            image,
+            replace,
+            readme,
+            json,
+            launch,
+        } => {
+            let t = edit_template(client, &name, image, replace, &readme, &launch).await?;
+            print(&if json {
+                output::json(&t)?
+            } else {
+                format!("template {} saved\n", t.name)
+            })
+        }
+        TemplatesCommand::Rm { name } => {
+            client.delete_template(&name).await?;
+            print(&format!("template {name} removed\n"))
+        }
+    }
+}
+
+/// `berth templates edit`: the options given laid over the template's settings (or, with
+/// `replace`, the settings made of them alone), saved with PUT.
+async fn edit_template(
+    client: &Client,
+    name: &str,
+    image: Option<String>,
+    replace: bool,
+    readme: &ReadmeArgs,
+    launch: &LaunchArgs,
+) -> Result<Template> {
+    let current = client.template(name).await?;
+    let given = launch.to_request(image.as_deref().unwrap_or(""))?;
+    let settings = if replace {
+        given
+    } else {
+        berth_core::template::merge(&current.settings, &given)
+    };
+    let readme = match readme.read()? {
+        Some(r) => r,
+        None => current.readme,
+    };
+    let body = TemplateBody {
+        name: name.to_string(),
+        readme,
+        settings,
+    };
+    client.update_template(&body).await
 }
 
 async fn attach_key(client: &Client, id: i64, file: &Path) -> Result<()> {

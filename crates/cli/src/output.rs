@@ -1,7 +1,7 @@
 //! How the CLI shows things: tables, detail lines, ages, sizes. Pure functions of the API's
 //! types, so they are tested without a server.
 use crate::ssh;
-use berth_core::api::{Host, Instance, SshKey, User};
+use berth_core::api::{Host, Instance, SshKey, Template, User};
 use berth_core::protocol::{PortMapping, PullProgress};
 use berth_core::{InstanceState, LaunchMode};
 use std::io::Write;
@@ -277,6 +277,115 @@ pub fn instance_details(i: &Instance, now: i64) -> String {
         out.push('\n');
         for v in values {
             out.push_str(&format!("{:width$}{v}\n", ""));
+        }
+    }
+    out
+}
+
+/// `berth templates ls`: the readme column is its first line.
+pub fn templates_table(templates: &[Template], now: i64) -> String {
+    let rows: Vec<Vec<String>> = templates
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                t.settings.mode.unwrap_or_default().to_string(),
+                t.settings.image.clone(),
+                age(&t.updated_at, now),
+                dash(&t.readme.as_deref().map(onstart_summary).unwrap_or_default()),
+            ]
+        })
+        .collect();
+    table(&["NAME", "MODE", "IMAGE", "UPDATED", "README"], &rows)
+}
+
+/// `berth templates show`: the settings that are set, one `key: value` line each; the
+/// onstart script and the readme in full, indented.
+pub fn template_details(t: &Template, now: i64) -> String {
+    let s = &t.settings;
+    let mut lines: Vec<(&str, Vec<String>)> = vec![
+        ("name", vec![t.name.clone()]),
+        ("image", vec![s.image.clone()]),
+        ("mode", vec![s.mode.unwrap_or_default().to_string()]),
+    ];
+    if let Some(e) = &s.entrypoint {
+        lines.push(("entrypoint", vec![quote(e)]));
+    }
+    if let Some(a) = &s.args {
+        lines.push((
+            "args",
+            vec![format!(
+                "[{}]",
+                a.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ")
+            )],
+        ));
+    }
+    if let Some(o) = s.docker_options.as_ref().filter(|o| !o.trim().is_empty()) {
+        lines.push(("docker options", vec![o.clone()]));
+    }
+    if !s.env.is_empty() {
+        lines.push((
+            "env",
+            s.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        ));
+    }
+    if !s.ports.is_empty() {
+        lines.push(("ports", vec![s.ports.join(" ")]));
+    }
+    if !s.http_ports.is_empty() {
+        let p: Vec<String> = s.http_ports.iter().map(u16::to_string).collect();
+        lines.push(("http ports", vec![p.join(" ")]));
+    }
+    if let Some(l) = &s.label {
+        lines.push(("label", vec![l.clone()]));
+    }
+    if s.gpus > 0 {
+        lines.push(("gpus", vec![s.gpus.to_string()]));
+    }
+    if s.direct {
+        lines.push(("direct", vec!["yes".into()]));
+    }
+    if s.jupyter_lab {
+        lines.push(("jupyter lab", vec!["yes".into()]));
+    }
+    if let Some(d) = &s.jupyter_dir {
+        lines.push(("jupyter dir", vec![d.clone()]));
+    }
+    lines.push((
+        "created",
+        vec![format!(
+            "{} ({} ago)",
+            t.created_at,
+            age(&t.created_at, now)
+        )],
+    ));
+    lines.push((
+        "updated",
+        vec![format!(
+            "{} ({} ago)",
+            t.updated_at,
+            age(&t.updated_at, now)
+        )],
+    ));
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
+    let mut out = String::new();
+    for (key, values) in lines {
+        let key = format!("{key}:");
+        let mut values = values.into_iter();
+        let first = values.next().unwrap_or_else(|| "-".to_string());
+        out.push_str(format!("{key:width$}{first}").trim_end());
+        out.push('\n');
+        for v in values {
+            out.push_str(&format!("{:width$}{v}\n", ""));
+        }
+    }
+    for (key, text) in [("onstart", &s.onstart), ("readme", &t.readme)] {
+        if let Some(text) = text.as_ref().filter(|t| !t.trim().is_empty()) {
+            out.push_str(&format!("{key}:\n"));
+            for line in text.trim_end_matches('\n').split('\n') {
+                out.push_str(format!("    {line}").trim_end());
+                out.push('\n');
+            }
         }
     }
     out
@@ -744,6 +853,44 @@ created:      2023-11-14T22:08:20Z (5m ago)
             d.contains("\nhttp 8000:    https://i7-8000.berth.example:8443/?berth_token=a\n"),
             "{d}"
         );
+    }
+
+    #[test]
+    fn templates_shown() {
+        let t = Template {
+            name: "web".into(),
+            readme: Some("Serves the app.\nUse --gpus 1.\n".into()),
+            settings: berth_core::api::CreateInstance {
+                image: "berth-test/argserver".into(),
+                mode: Some(LaunchMode::Ssh),
+                env: [("GREETING_STYLE".to_string(), "loud".to_string())].into(),
+                ports: vec!["8765/tcp".into()],
+                onstart: Some("cd '/srv/app dir' || exit 1\nexec python3 'a b'\n".into()),
+                ..Default::default()
+            },
+            created_at: "2023-11-14T22:13:20Z".into(),
+            updated_at: "2023-11-14T22:13:20Z".into(),
+        };
+        assert_eq!(
+            templates_table(std::slice::from_ref(&t), NOW + 90),
+            "NAME  MODE  IMAGE                 UPDATED  README\nweb   ssh   berth-test/argserver  1m       Serves the app.…\n"
+        );
+        let d = template_details(&t, NOW + 90);
+        let expected = "name:    web
+image:   berth-test/argserver
+mode:    ssh
+env:     GREETING_STYLE=loud
+ports:   8765/tcp
+created: 2023-11-14T22:13:20Z (1m ago)
+updated: 2023-11-14T22:13:20Z (1m ago)
+onstart:
+    cd '/srv/app dir' || exit 1
+    exec python3 'a b'
+readme:
+    Serves the app.
+    Use --gpus 1.
+";
+        assert_eq!(d, expected);
     }
 
     #[test]

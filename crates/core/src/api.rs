@@ -5,13 +5,22 @@ use crate::{InstanceState, LaunchMode};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// `POST /api/v1/instances`.
+/// `POST /api/v1/instances`, and a template's settings.
+///
+/// With `template`, the caller's template of that name gives the settings this request
+/// leaves out ([`crate::template::merge`]): `image` may then be empty and `mode` absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInstance {
-    pub image: String,
+    /// Required unless a template gives it.
     #[serde(default)]
-    pub mode: LaunchMode,
+    pub image: String,
+    /// Absent: the template's mode, else entrypoint.
+    #[serde(default)]
+    pub mode: Option<LaunchMode>,
+    /// The name of one of the caller's templates to start from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
     #[serde(default)]
     pub entrypoint: Option<String>,
     #[serde(default)]
@@ -182,4 +191,46 @@ pub struct NewSshKey {
 pub struct HttpUrl {
     pub port: u16,
     pub url: String,
+}
+
+/// A saved set of launch settings, owned by a user, named uniquely per user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Template {
+    pub name: String,
+    /// What the template is for and how to use it (shown in the GUI).
+    pub readme: Option<String>,
+    /// The launch settings: a create request without the template field.
+    pub settings: CreateInstance,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `POST /api/v1/templates` and `PUT /api/v1/templates/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateBody {
+    pub name: String,
+    #[serde(default)]
+    pub readme: Option<String>,
+    pub settings: CreateInstance,
+}
+
+/// `POST /api/v1/templates/from-image`: a template made by inspecting an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateFromImage {
+    pub name: String,
+    pub image: String,
+    #[serde(default)]
+    pub mode: LaunchMode,
+    #[serde(default)]
+    pub readme: Option<String>,
+}
+
+/// Answer to `from-image`: the template and what berth did to make it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateMade {
+    pub template: Template,
+    /// One line each: what was moved or carried over, and why.
+    pub notes: Vec<String>,
 }

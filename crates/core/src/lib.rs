@@ -12,6 +12,7 @@ pub mod secret;
 pub mod spec;
 pub mod ssh_key;
 pub mod state;
+pub mod template;
 
 pub use mode::LaunchMode;
 pub use secret::Secret;

@@ -8,7 +8,7 @@
 //! and sends [`AgentMessage::Report`] with the full actual set whenever that changes, and at
 //! least every [`REPORT_INTERVAL_SECS`]. JSON messages travel as text frames. Log bytes
 //! travel as binary frames: 8 bytes of big-endian stream id, then the bytes.
-use crate::spec::{InstanceSpec, PortProto};
+use crate::spec::{InstanceSpec, PortProto, PortSpec};
 use serde::{Deserialize, Serialize};
 
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -196,6 +196,34 @@ pub enum AgentMessage {
         stream: u64,
         error: Option<String>,
     },
+    /// Answer to [`ServerMessage::InspectImage`]: the image's config, or why it could not
+    /// be had (the pull failed, …).
+    ImageInspected {
+        request: u64,
+        result: Result<ImageFacts, String>,
+    },
+}
+
+/// What an image's config says (`docker image inspect`'s `.Config`), for making a template
+/// from it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ImageFacts {
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    /// `NAME=VALUE` each, in the image's order.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Empty: not set.
+    #[serde(default)]
+    pub workdir: String,
+    /// Empty: not set (root).
+    #[serde(default)]
+    pub user: String,
+    /// The EXPOSEd ports.
+    #[serde(default)]
+    pub exposed: Vec<PortSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,6 +253,12 @@ pub enum ServerMessage {
     },
     CloseLogs {
         stream: u64,
+    },
+    /// Inspect `image` (pulling it first if it is not on the host) and answer with
+    /// [`AgentMessage::ImageInspected`] carrying the same `request`.
+    InspectImage {
+        request: u64,
+        image: String,
     },
     /// The server refuses this agent (bad protocol version, duplicate name, …).
     Refused {
@@ -272,6 +306,34 @@ mod tests {
         let s = serde_json::to_string(&m).unwrap();
         assert!(s.contains(r#""phase":"exited","code":3"#), "{s}");
         assert_eq!(serde_json::from_str::<AgentMessage>(&s).unwrap(), m);
+        let m = AgentMessage::ImageInspected {
+            request: 4,
+            result: Ok(ImageFacts {
+                entrypoint: vec!["python3".into()],
+                cmd: vec!["a b".into(), "".into()],
+                env: vec!["A=1".into()],
+                workdir: "/srv/app dir".into(),
+                user: "app".into(),
+                exposed: vec![PortSpec {
+                    port: 8765,
+                    proto: PortProto::Tcp,
+                }],
+            }),
+        };
+        let s = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<AgentMessage>(&s).unwrap(), m);
+        let m = AgentMessage::ImageInspected {
+            request: 5,
+            result: Err("pull failed".into()),
+        };
+        let s = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<AgentMessage>(&s).unwrap(), m);
+        let m = ServerMessage::InspectImage {
+            request: 5,
+            image: "x".into(),
+        };
+        let s = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<ServerMessage>(&s).unwrap(), m);
         let f = encode_log_frame(9, b"hi");
         assert_eq!(decode_log_frame(&f), Some((9, &b"hi"[..])));
         assert_eq!(decode_log_frame(b"short"), None);

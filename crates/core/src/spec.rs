@@ -160,9 +160,19 @@ pub fn validate_env_name(name: &str) -> Result<(), String> {
 }
 
 impl InstanceSpec {
-    /// Builds and validates a spec from an API request. Env from the Docker-options string
-    /// comes first, the request's `env` map wins over it; ports are the union of both.
+    /// Builds and validates a spec from an API request (one that names no template: merge
+    /// it with its template first). Env from the Docker-options string comes first, the
+    /// request's `env` map wins over it; ports are the union of both. A missing mode is
+    /// entrypoint.
     pub fn from_request(req: &CreateInstance) -> Result<InstanceSpec, FieldError> {
+        if let Some(t) = &req.template {
+            // The server lays the request over the template first (template::merge).
+            return Err(FieldError::new(
+                "template",
+                format!("template {t:?} was not resolved before validation"),
+            ));
+        }
+        let mode = req.mode.unwrap_or_default();
         let image = req.image.trim();
         image_ref::validate(image).map_err(|m| FieldError::new("image", m))?;
 
@@ -218,7 +228,7 @@ impl InstanceSpec {
         }
         http_ports.sort();
         http_ports.dedup();
-        if req.mode == LaunchMode::Jupyter && http_ports.contains(&8080) {
+        if mode == LaunchMode::Jupyter && http_ports.contains(&8080) {
             return Err(FieldError::new(
                 "http_ports",
                 "8080 is Jupyter's port in jupyter mode (the proxy serves it already)",
@@ -286,7 +296,7 @@ impl InstanceSpec {
             Some(l) => Some(l.trim().to_string()),
             None => None,
         };
-        let onstart = match (&req.onstart, req.mode) {
+        let onstart = match (&req.onstart, mode) {
             (Some(s), _) if s.trim().is_empty() => None,
             (Some(_), LaunchMode::Entrypoint) => {
                 return Err(FieldError::new(
@@ -300,17 +310,17 @@ impl InstanceSpec {
             (Some(s), _) if s.contains('\0') => return Err(FieldError::new("onstart", "the onstart script holds a NUL byte")),
             (s, _) => s.clone(),
         };
-        if req.mode != LaunchMode::Entrypoint {
+        if mode != LaunchMode::Entrypoint {
             if req.entrypoint.is_some() {
                 return Err(FieldError::new(
                     "entrypoint",
-                    format!("--entrypoint applies to the entrypoint launch mode; in {} mode berth's init replaces the image's entrypoint: put your command in the onstart script", req.mode),
+                    format!("--entrypoint applies to the entrypoint launch mode; in {} mode berth's init replaces the image's entrypoint: put your command in the onstart script", mode),
                 ));
             }
             if req.args.is_some() {
                 return Err(FieldError::new(
                     "args",
-                    format!("--args applies to the entrypoint launch mode; in {} mode put your command in the onstart script", req.mode),
+                    format!("--args applies to the entrypoint launch mode; in {} mode put your command in the onstart script", mode),
                 ));
             }
         } else if req.direct {
@@ -319,7 +329,7 @@ impl InstanceSpec {
                 "--direct applies to the ssh and jupyter launch modes",
             ));
         }
-        let jupyter_dir = match (&req.jupyter_dir, req.mode) {
+        let jupyter_dir = match (&req.jupyter_dir, mode) {
             (Some(_), m) if m != LaunchMode::Jupyter => {
                 return Err(FieldError::new(
                     "jupyter_dir",
@@ -339,7 +349,7 @@ impl InstanceSpec {
             }
             (d, _) => d.clone(),
         };
-        if req.jupyter_lab && req.mode != LaunchMode::Jupyter {
+        if req.jupyter_lab && mode != LaunchMode::Jupyter {
             return Err(FieldError::new(
                 "jupyter_lab",
                 "--jupyter-lab applies to the jupyter launch mode",
@@ -354,7 +364,7 @@ impl InstanceSpec {
 
         Ok(InstanceSpec {
             image: image.to_string(),
-            mode: req.mode,
+            mode,
             entrypoint: req.entrypoint.clone(),
             args: req.args.clone(),
             env,
@@ -446,30 +456,30 @@ mod tests {
         r.onstart = Some("echo hi".into());
         check(r, "onstart");
         let mut r = req("x");
-        r.mode = LaunchMode::Ssh;
+        r.mode = Some(LaunchMode::Ssh);
         r.entrypoint = Some("/bin/sh".into());
         check(r, "entrypoint");
         let mut r = req("x");
-        r.mode = LaunchMode::Ssh;
+        r.mode = Some(LaunchMode::Ssh);
         r.args = Some(vec![]);
         check(r, "args");
         let mut r = req("x");
-        r.mode = LaunchMode::Ssh;
+        r.mode = Some(LaunchMode::Ssh);
         r.onstart = Some("x".repeat(MAX_ONSTART_BYTES + 1));
         check(r, "onstart");
         let mut r = req("x");
         r.direct = true;
         check(r, "direct");
         let mut r = req("x");
-        r.mode = LaunchMode::Jupyter;
+        r.mode = Some(LaunchMode::Jupyter);
         r.http_ports = vec![8080];
         check(r, "http_ports");
         let mut r = req("x");
-        r.mode = LaunchMode::Ssh;
+        r.mode = Some(LaunchMode::Ssh);
         r.jupyter_lab = true;
         check(r, "jupyter_lab");
         let mut r = req("x");
-        r.mode = LaunchMode::Jupyter;
+        r.mode = Some(LaunchMode::Jupyter);
         r.jupyter_dir = Some("relative/dir".into());
         check(r, "jupyter_dir");
     }

@@ -5,8 +5,8 @@ use crate::auth::now_ms;
 use crate::error::ApiError;
 use axum::extract::ws::{Message, WebSocket};
 use berth_core::protocol::{
-    decode_log_frame, ActualInstance, AgentMessage, DesiredInstance, HostFacts, JupyterMaterial,
-    ServerMessage, PROTOCOL_VERSION, REPORT_INTERVAL_SECS,
+    decode_log_frame, ActualInstance, AgentMessage, DesiredInstance, HostFacts, ImageFacts,
+    JupyterMaterial, ServerMessage, PROTOCOL_VERSION, REPORT_INTERVAL_SECS,
 };
 use berth_core::spec::TlsMaterial;
 use berth_core::LaunchMode;
@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -24,6 +24,11 @@ use tracing::Instrument;
 const AGENT_SILENCE: Duration = Duration::from_secs(REPORT_INTERVAL_SECS * 4);
 /// Log chunks buffered for one reader before it is cut off as too slow.
 const LOG_BUFFER: usize = 512;
+/// How long an agent may take to inspect an image (pulling it first can be slow).
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Image inspections waiting for an agent's answer, by request id.
+type PendingInspects = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<ImageFacts, String>>>>>;
 
 #[derive(Clone)]
 pub struct Hub {
@@ -49,6 +54,7 @@ struct AgentHandle {
     desired_changed: Arc<Notify>,
     out: mpsc::UnboundedSender<ServerMessage>,
     logs: Arc<Mutex<HashMap<u64, mpsc::Sender<Bytes>>>>,
+    inspects: PendingInspects,
 }
 
 impl Hub {
@@ -137,6 +143,55 @@ impl Hub {
         Ok(LogStream { rx, stream, agent })
     }
 
+    /// Has an online agent (the one with the fewest instances) inspect `image`, pulling it
+    /// first if its host does not have it, and waits for the answer (at most
+    /// [`INSPECT_TIMEOUT`]). An image that cannot be had is a 400 on the field `image` with
+    /// the agent's reason; no agent, or one that goes away or takes too long, is a 503.
+    pub async fn inspect_image(&self, image: &str) -> Result<ImageFacts, ApiError> {
+        let mut load: HashMap<String, usize> = HashMap::new();
+        for row in self.inner.store.list_instances(None).await? {
+            *load.entry(row.host).or_default() += 1;
+        }
+        let (host, agent) = self
+            .agents()
+            .iter()
+            .min_by_key(|(name, _)| (load.get(*name).copied().unwrap_or(0), (*name).clone()))
+            .map(|(name, a)| (name.clone(), a.clone()))
+            .ok_or_else(|| {
+                ApiError::Unavailable(
+                    "no host is online to inspect the image: start an agent (berth agent) or berth up"
+                        .into(),
+                )
+            })?;
+        let request = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&agent.inspects).insert(request, tx);
+        // Removes the entry however this ends (answer, timeout, the caller going away).
+        let _pending = PendingInspect {
+            inspects: agent.inspects.clone(),
+            request,
+        };
+        agent
+            .out
+            .send(ServerMessage::InspectImage {
+                request,
+                image: image.to_string(),
+            })
+            .map_err(|_| ApiError::Unavailable(format!("host {host} went offline")))?;
+        tracing::info!(%host, %image, request, "asked an agent to inspect an image");
+        match tokio::time::timeout(INSPECT_TIMEOUT, rx).await {
+            Ok(Ok(Ok(facts))) => Ok(facts),
+            Ok(Ok(Err(reason))) => Err(berth_core::FieldError::new("image", reason).into()),
+            Ok(Err(_)) => Err(ApiError::Unavailable(format!(
+                "host {host} disconnected while inspecting image {image}; try again"
+            ))),
+            Err(_) => Err(ApiError::Unavailable(format!(
+                "host {host} did not inspect image {image} within {} minutes (a slow pull?); try again",
+                INSPECT_TIMEOUT.as_secs() / 60
+            ))),
+        }
+    }
+
     /// Serves one agent connection until it ends.
     pub async fn serve(self, mut ws: WebSocket) {
         let hello = tokio::time::timeout(Duration::from_secs(10), ws.recv()).await;
@@ -177,6 +232,7 @@ impl Hub {
             desired_changed: Arc::new(Notify::new()),
             out: out_tx,
             logs: Arc::new(Mutex::new(HashMap::new())),
+            inspects: Arc::new(Mutex::new(HashMap::new())),
         };
         let replaced = self.agents().insert(facts.name.clone(), handle.clone());
         if replaced.is_some() {
@@ -206,6 +262,12 @@ impl Hub {
                                 let tx = handle.logs.lock().unwrap_or_else(|p| p.into_inner()).remove(&stream);
                                 if let (Some(tx), Some(e)) = (tx, error) {
                                     let _ = tx.try_send(Bytes::from(format!("berth: {e}\n")));
+                                }
+                                true
+                            }
+                            Ok(AgentMessage::ImageInspected { request, result }) => {
+                                if let Some(tx) = lock(&handle.inspects).remove(&request) {
+                                    let _ = tx.send(result);
                                 }
                                 true
                             }
@@ -263,6 +325,10 @@ impl Hub {
                 agents.remove(&facts.name);
             }
         }
+        // Waiting inspections learn that this connection is gone. The outbox closes first:
+        // a request registered after the clearing then fails to send instead of waiting.
+        drop(out_rx);
+        lock(&handle.inspects).clear();
         let _ = store.touch_host(&facts.name, now_ms()).await;
         tracing::info!("agent disconnected");
     }
@@ -439,6 +505,22 @@ fn validate_host_name(name: &str) -> Result<(), String> {
         Err(format!(
             "host name {name:?} must be 1 to 64 of letters, digits, '-', '_', '.'"
         ))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An image inspection in flight; dropping it forgets the request.
+struct PendingInspect {
+    inspects: PendingInspects,
+    request: u64,
+}
+
+impl Drop for PendingInspect {
+    fn drop(&mut self) {
+        lock(&self.inspects).remove(&self.request);
     }
 }
 

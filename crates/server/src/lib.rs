@@ -6,6 +6,7 @@
 mod api;
 mod auth;
 mod error;
+mod gui;
 mod hub;
 mod scheduler;
 mod view;
@@ -113,6 +114,8 @@ pub(crate) struct AppState {
     /// The deployment's certificate authority (served at `/api/v1/ca.crt`).
     pub ca: Arc<berth_ca::Ca>,
     pub proxy: Option<ProxySettings>,
+    /// Keys the GUI sessions' proofs (see `auth::session_proof`).
+    pub session_secret: Secret,
     /// The proxy's certificate, issued on first request.
     pub proxy_cert: tokio::sync::OnceCell<berth_ca::Issued>,
 }
@@ -134,6 +137,11 @@ pub async fn start(
     let deployment = store
         .meta_get_or_insert("deployment", &auth::random_hex(6))
         .await?;
+    let session_secret = Secret::new(
+        store
+            .meta_get_or_insert("session_secret", &auth::random_hex(32))
+            .await?,
+    );
     let agent_token = Secret::new(
         store
             .meta_get_or_insert(
@@ -179,6 +187,7 @@ pub async fn start(
         agent_token: agent_token.clone(),
         ca,
         proxy: config.proxy.clone(),
+        session_secret,
         proxy_cert: tokio::sync::OnceCell::new(),
     });
     let router = api::router(state);

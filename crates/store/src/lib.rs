@@ -1,6 +1,6 @@
-//! berth's persistent state — deployment metadata, users, hosts and instances — in SQLite
-//! (one machine, `berth up`) or PostgreSQL (a deployment of many hosts), behind one
-//! concrete [`Store`].
+//! berth's persistent state — deployment metadata, users, hosts, instances, SSH keys and
+//! templates — in SQLite (one machine, `berth up`) or PostgreSQL (a deployment of many
+//! hosts), behind one concrete [`Store`].
 //!
 //! The store runs over sqlx's runtime-generic `Any` driver with runtime queries (no
 //! compile-time `query!` macros, which bind to one driver). Every statement is written once
@@ -21,13 +21,16 @@ mod hosts;
 mod instances;
 mod meta;
 mod migrations;
+mod sessions;
 mod ssh_keys;
+mod templates;
 mod users;
 
 pub use error::StoreError;
 pub use hosts::HostRow;
 pub use instances::InstanceRow;
 pub use ssh_keys::SshKeyRow;
+pub use templates::TemplateRow;
 pub use users::UserRow;
 
 use sqlx::any::AnyPoolOptions;

@@ -33,6 +33,18 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0004_proxy_port.sql"),
         include_str!("../migrations/postgres/0004_proxy_port.sql"),
     ),
+    (
+        5,
+        "templates",
+        include_str!("../migrations/sqlite/0005_templates.sql"),
+        include_str!("../migrations/postgres/0005_templates.sql"),
+    ),
+    (
+        6,
+        "sessions",
+        include_str!("../migrations/sqlite/0006_sessions.sql"),
+        include_str!("../migrations/postgres/0006_sessions.sql"),
+    ),
 ];
 
 /// The migrator for `backend`; each migration runs in its own transaction.

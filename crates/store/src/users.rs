@@ -14,7 +14,7 @@ pub struct UserRow {
     pub created_at_ms: i64,
 }
 
-fn user_from_row(row: &AnyRow) -> Result<UserRow, StoreError> {
+pub(crate) fn user_from_row(row: &AnyRow) -> Result<UserRow, StoreError> {
     Ok(UserRow {
         name: row.try_get("name")?,
         key_hash: row.try_get("key_hash")?,

@@ -204,6 +204,8 @@ suite!(
     concurrent_inserts_all_succeed,
     corrupt_json_is_reported,
     ssh_keys,
+    sessions,
+    templates,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -944,4 +946,151 @@ async fn ssh_keys(db: Db) {
         "freed on delete"
     );
     drop(db.open().await);
+}
+
+async fn sessions(db: Db) {
+    let s = &db.store;
+    s.create_user("kim", "hash-kim", false, T0).await.unwrap();
+    s.create_user("lee", "hash-lee", true, T0).await.unwrap();
+    s.create_session("sess-kim", "kim", T0, T0 + 1000)
+        .await
+        .unwrap();
+    s.create_session("sess-lee", "lee", T0, T0 + 5000)
+        .await
+        .unwrap();
+    let kim = s.session_user("sess-kim", T0 + 999).await.unwrap().unwrap();
+    assert_eq!((kim.name.as_str(), kim.admin), ("kim", false));
+    assert!(s.session_user("sess-lee", T0).await.unwrap().unwrap().admin);
+    // Expired and unknown sessions sign nobody in.
+    assert_eq!(s.session_user("sess-kim", T0 + 1000).await.unwrap(), None);
+    assert_eq!(s.session_user("nope", T0).await.unwrap(), None);
+    // A new session sweeps the expired ones.
+    s.create_session("sess-kim2", "kim", T0 + 2000, T0 + 9000)
+        .await
+        .unwrap();
+    assert!(!s.delete_session("sess-kim").await.unwrap());
+    let m = conflict_message(s.create_session("x", "nobody", T0, T0 + 1).await);
+    assert!(m.contains("no user nobody"), "{m}");
+    assert!(s.delete_session("sess-kim2").await.unwrap());
+    assert_eq!(s.session_user("sess-kim2", T0 + 2000).await.unwrap(), None);
+    // Removing a user ends their sessions.
+    assert!(s.delete_user("lee").await.unwrap());
+    assert_eq!(s.session_user("sess-lee", T0).await.unwrap(), None);
+    assert!(!s.delete_session("sess-lee").await.unwrap());
+}
+
+async fn templates(db: Db) {
+    use berth_core::api::CreateInstance;
+    let s = &db.store;
+    s.create_user("kim", "hash-kim", false, T0).await.unwrap();
+    s.create_user("lee", "hash-lee", false, T0).await.unwrap();
+    assert!(s.list_templates("kim").await.unwrap().is_empty());
+    assert_eq!(s.get_template("kim", "web").await.unwrap(), None);
+
+    // Settings with every field set, and values that stress quoting.
+    let settings = CreateInstance {
+        image: "registry.example:5000/team/app:1".into(),
+        mode: Some(LaunchMode::Jupyter),
+        template: None,
+        entrypoint: None,
+        args: None,
+        docker_options: Some("-e 'A=a b' -p 7000/udp".into()),
+        env: [("Q".to_string(), "it's \"odd\" $HOME\n\\".to_string())].into(),
+        ports: vec!["8765/tcp".into()],
+        label: Some("lab".into()),
+        gpus: 2,
+        onstart: Some("cd '/srv/app dir' || exit 1\nexec python3 'a b' ''\n".into()),
+        direct: true,
+        jupyter_lab: true,
+        jupyter_dir: Some("/work".into()),
+        http_ports: vec![7860],
+    };
+    let web = s
+        .create_template("kim", "web", Some("# Web\nruns the server"), &settings, T0)
+        .await
+        .unwrap();
+    assert_eq!((web.owner.as_str(), web.name.as_str()), ("kim", "web"));
+    assert_eq!(web.created_at_ms, T0);
+    assert_eq!(web.updated_at_ms, T0);
+    assert_eq!(
+        s.get_template("kim", "web").await.unwrap(),
+        Some(web.clone())
+    );
+    // Names are per user; a second one of a name is a conflict and changes nothing.
+    let plain = CreateInstance {
+        image: "x".into(),
+        ..Default::default()
+    };
+    let lees = s
+        .create_template("lee", "web", None, &plain, T0 + 5)
+        .await
+        .unwrap();
+    assert_eq!(lees.readme, None);
+    let m = conflict_message(s.create_template("kim", "web", None, &plain, T0).await);
+    assert_eq!(m, "template web already exists");
+    assert_eq!(
+        s.get_template("kim", "web").await.unwrap(),
+        Some(web.clone())
+    );
+    let m = conflict_message(s.create_template("nobody", "web", None, &plain, T0).await);
+    assert!(m.contains("no user nobody"), "{m}");
+    let alpha = s
+        .create_template("kim", "alpha", None, &plain, T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_templates("kim").await.unwrap(),
+        vec![alpha.clone(), web.clone()]
+    );
+    assert_eq!(s.list_templates("lee").await.unwrap(), vec![lees.clone()]);
+
+    // Update: readme and settings replaced, created kept, updated moved.
+    assert!(s
+        .update_template("kim", "web", None, &plain, T0 + 10)
+        .await
+        .unwrap());
+    let got = s.get_template("kim", "web").await.unwrap().unwrap();
+    assert_eq!(got.readme, None);
+    assert_eq!(got.settings, plain);
+    assert_eq!((got.created_at_ms, got.updated_at_ms), (T0, T0 + 10));
+    assert!(!s
+        .update_template("kim", "nope", None, &plain, T0)
+        .await
+        .unwrap());
+    assert!(!s
+        .update_template("nobody", "web", None, &plain, T0)
+        .await
+        .unwrap());
+    // The other user's template of the same name is untouched.
+    assert_eq!(s.get_template("lee", "web").await.unwrap(), Some(lees));
+    // Survives reopening.
+    let reopened = db.open().await;
+    assert_eq!(
+        reopened.get_template("kim", "alpha").await.unwrap(),
+        Some(alpha)
+    );
+    reopened.close().await;
+
+    // Delete: only the owner's, once.
+    assert!(!s.delete_template("lee", "alpha").await.unwrap());
+    assert!(s.delete_template("kim", "alpha").await.unwrap());
+    assert!(!s.delete_template("kim", "alpha").await.unwrap());
+    assert_eq!(s.list_templates("kim").await.unwrap().len(), 1);
+    // The name is free again.
+    s.create_template("kim", "alpha", None, &settings, T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_template("kim", "alpha")
+            .await
+            .unwrap()
+            .unwrap()
+            .settings,
+        settings
+    );
+
+    // A user's templates go with the user.
+    assert!(s.delete_user("kim").await.unwrap());
+    assert!(s.list_templates("kim").await.unwrap().is_empty());
+    assert_eq!(s.list_templates("lee").await.unwrap().len(), 1);
 }

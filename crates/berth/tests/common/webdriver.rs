@@ -357,6 +357,35 @@ impl Session {
             .await
     }
 
+    /// Types `text` (WebDriver key codes such as [`keys::TAB`] work) into whatever has the
+    /// focus, as a user at the keyboard would: W3C key actions, no element targeted.
+    pub async fn press_keys(&self, text: &str) -> Result<(), WdError> {
+        let mut actions = Vec::new();
+        for c in text.chars() {
+            actions.push(json!({ "type": "keyDown", "value": c.to_string() }));
+            actions.push(json!({ "type": "keyUp", "value": c.to_string() }));
+        }
+        self.post(
+            "/actions",
+            json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] }),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The element that has the focus.
+    pub async fn active_element(&self) -> Result<Element<'_>, WdError> {
+        let v = self.get("/element/active").await?;
+        Ok(self.element(&v))
+    }
+
+    /// Resizes the browser window (headless: the viewport) to `width`×`height`.
+    pub async fn set_window_size(&self, width: u32, height: u32) -> Result<(), WdError> {
+        self.post("/window/rect", json!({ "width": width, "height": height }))
+            .await
+            .map(drop)
+    }
+
     /// A screenshot of the viewport, as PNG bytes.
     pub async fn screenshot(&self) -> Result<Vec<u8>, WdError> {
         let b64 = self.get("/screenshot").await?;

@@ -20,6 +20,7 @@ pub async fn create(
     user: CurrentUser,
     Body(req): Body<api::CreateInstance>,
 ) -> Result<(StatusCode, Json<api::Created>), ApiError> {
+    let req = super::templates::resolve(&app, &user, req).await?;
     let spec = InstanceSpec::from_request(&req)?;
     let all = app.store.list_instances(None).await?;
     let candidates: Vec<Candidate> = app

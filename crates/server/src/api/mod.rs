@@ -1,9 +1,11 @@
-//! The REST API under `/api/v1` and the agent endpoint.
+//! The REST API under `/api/v1`, the agent endpoint and the web GUI's files.
 mod ca;
 mod hosts;
 mod instances;
 mod keys;
 mod proxy;
+mod session;
+mod templates;
 mod users;
 
 use crate::auth::{self, CurrentUser};
@@ -26,6 +28,10 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/ca.crt", get(ca::cert))
         .route("/api/v1/me", get(me))
         .route(
+            "/api/v1/session",
+            post(session::create).delete(session::remove),
+        )
+        .route(
             "/api/v1/instances",
             post(instances::create).get(instances::list),
         )
@@ -40,12 +46,25 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/instances/{id}/keys", post(instances::attach_key))
         .route("/api/v1/keys", get(keys::list).post(keys::add))
         .route("/api/v1/keys/{id}", axum::routing::delete(keys::remove))
+        .route(
+            "/api/v1/templates",
+            get(templates::list).post(templates::create),
+        )
+        .route("/api/v1/templates/from-image", post(templates::from_image))
+        .route(
+            "/api/v1/templates/{name}",
+            get(templates::show)
+                .put(templates::update)
+                .delete(templates::remove),
+        )
         .route("/api/v1/hosts", get(hosts::list))
         .route("/api/v1/users", get(users::list).post(users::create))
         .route("/api/v1/users/{name}", axum::routing::delete(users::remove))
         .route(AGENT_PATH, get(agent_connect))
         .route(berth_core::protocol::proxy::CONFIG_PATH, get(proxy::config))
         .route(berth_core::protocol::proxy::ROUTES_PATH, get(proxy::routes))
+        .route("/", get(crate::gui::index))
+        .route("/ui/{file}", get(crate::gui::asset))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(app)
