@@ -10,8 +10,13 @@
 //!   `GET /api` answering 200 over TLS verified against berth's CA only) against
 //!   `docker run -d` of the same image starting the same Jupyter the same way by hand,
 //!   with a throwaway certificate, until the same answer over TLS that trusts only it.
-//! - `berth-bench all` runs all three with their defaults, for one output to quote.
+//! - `berth-bench proxy` runs `berth server`, `berth proxy` and `berth agent` as separate
+//!   processes and measures the proxy path against the direct one: bulk throughput, connect
+//!   to first byte, and the proxy's memory per idle connection (see `proxy.rs`).
+//! - `berth-bench all` runs all four with their defaults, for one output to quote.
 #![forbid(unsafe_code)]
+
+mod proxy;
 
 use anyhow::{anyhow, bail, Context, Result};
 use berth_core::protocol::labels;
@@ -88,7 +93,10 @@ enum Cmd {
     /// Time berth's create→jupyter-ready against `docker run -d` of the image's Jupyter,
     /// interleaved run by run.
     Jupyter(JupyterArgs),
-    /// `launch`, then `ssh`, then `jupyter`, each with its defaults.
+    /// Through the proxy against direct: bulk throughput, connect to first byte, and the
+    /// proxy's memory per idle connection, with server, proxy and agent as separate processes.
+    Proxy(proxy::ProxyArgs),
+    /// `launch`, then `ssh`, then `jupyter`, then `proxy`, each with its defaults.
     All(AllArgs),
 }
 
@@ -149,11 +157,14 @@ struct AllArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS crypto provider, as in berth.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let stop = interrupt_flag();
     let result = match cli.cmd {
         Cmd::Launch(a) => launch(&a, &stop).await,
         Cmd::Ssh(a) => ssh(&a, &stop).await,
         Cmd::Jupyter(a) => jupyter(&a, &stop).await,
+        Cmd::Proxy(a) => proxy::proxy(&a, &stop).await,
         Cmd::All(a) => all(a, &stop).await,
     };
     match result {
@@ -231,7 +242,13 @@ async fn all(a: AllArgs, stop: &AtomicBool) -> Result<()> {
         "\n## jupyter: create→jupyter-ready ({}, {} runs)\n",
         jupyter_args.image, jupyter_args.runs
     );
-    jupyter(&jupyter_args, stop).await
+    jupyter(&jupyter_args, stop).await?;
+    let proxy_args = proxy::ProxyArgs::defaults(a.berth.clone());
+    println!(
+        "\n## proxy: through the proxy against direct ({} in ssh mode)\n",
+        proxy_args.image
+    );
+    proxy::proxy(&proxy_args, stop).await
 }
 
 /// What a benchmark body gets: the API of a `berth up` whose agent is online, a temp dir
@@ -276,8 +293,22 @@ where
     if let Some(dep) = deployment {
         filters.push(format!("label={}={dep}", labels::DEPLOYMENT));
     }
+    remove_containers(&filters).await;
+    // `tmp` goes last, after the containers that mounted files from it.
+    match result {
+        Err(e) if c.berth_log.is_none() => Err(anyhow!(
+            "{e:#}\nlast lines of berth's log:\n{}",
+            tail(&log, 10)
+        )),
+        r => r,
+    }
+}
+
+/// Removes every container that any of the `docker ps` filters matches; best effort (a
+/// failure is a warning).
+async fn remove_containers(filters: &[String]) {
     let mut ids = Vec::new();
-    for f in &filters {
+    for f in filters {
         match docker(&["ps", "-aq", "--filter", f]).await {
             Ok(out) => ids.extend(out.lines().map(String::from)),
             Err(e) => eprintln!("warning: cannot list the containers to clean up: {e:#}"),
@@ -289,14 +320,6 @@ where
         if let Err(e) = docker(&rm).await {
             eprintln!("warning: {e:#}");
         }
-    }
-    // `tmp` goes last, after the containers that mounted files from it.
-    match result {
-        Err(e) if c.berth_log.is_none() => Err(anyhow!(
-            "{e:#}\nlast lines of berth's log:\n{}",
-            tail(&log, 10)
-        )),
-        r => r,
     }
 }
 
@@ -549,10 +572,21 @@ async fn login(port: u16, key: &SshKey) -> Result<Duration> {
 
 /// The one ssh command of the benchmark: `ssh … root@127.0.0.1 true` with the bench key.
 async fn ssh_true(port: u16, key: &SshKey) -> Result<std::process::Output> {
+    ssh_command(port, key, &[], "true")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("cannot run ssh (openssh-client is needed)")
+}
+
+/// `ssh [EXTRA] … root@127.0.0.1 REMOTE` to `port` with the bench key, no host key checks
+/// and no interaction; stdin is the caller's to set.
+fn ssh_command(port: u16, key: &SshKey, extra: &[&str], remote: &str) -> tokio::process::Command {
     let port = port.to_string();
-    tokio::process::Command::new("ssh")
-        .args(["-p", &port, "-i"])
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.args(["-p", &port, "-i"])
         .arg(&key.private)
+        .args(extra)
         .args([
             "-o",
             "IdentitiesOnly=yes",
@@ -565,14 +599,11 @@ async fn ssh_true(port: u16, key: &SshKey) -> Result<std::process::Output> {
             "-o",
             "ConnectTimeout=5",
             "root@127.0.0.1",
-            "true",
+            remote,
         ])
-        .stdin(Stdio::null())
         .process_group(0) // a terminal's Ctrl-C is the benchmark's alone
-        .kill_on_drop(true)
-        .output()
-        .await
-        .context("cannot run ssh (openssh-client is needed)")
+        .kill_on_drop(true);
+    cmd
 }
 
 /// Tries `ssh … true` every [`SSH_RETRY`] (start to start) until it succeeds; how many
@@ -1433,29 +1464,66 @@ impl Api {
     }
 }
 
-/// `berth up` as a child process; stopped with SIGTERM when dropped.
+/// A child process of the benchmark (`berth up`, `berth server`, `berth proxy`, `berth
+/// agent`); stopped with SIGTERM when dropped, and killed if it has not exited 10 s later.
+struct Proc(Child);
+
+impl Proc {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `berth up` or `berth server` as a child process; stopped when dropped.
 struct Berth {
-    child: Child,
+    /// Held to stop it when dropped.
+    _child: Proc,
     url: String,
     key: String,
+    agent_token: String,
     deployment: Option<String>,
 }
 
 impl Berth {
-    /// Starts it in `tmp` and reads the API URL, admin key and deployment it prints.
+    /// Starts `berth up` in `tmp` and reads the API URL, admin key and deployment it prints.
     fn start(bin: &Path, tmp: &Path, log: &Path) -> Result<Berth> {
+        let data = tmp.join("data");
+        let args = [
+            "up".as_ref(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--ports".as_ref(),
+            PORTS.as_ref(),
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+        ];
+        Berth::spawn(bin, &args, tmp, log)
+    }
+
+    /// Runs `berth ARGS` (`up` or `server`) and reads the facts it prints: the indented
+    /// lines after its first line (API URL, admin key, agent token, deployment).
+    fn spawn(bin: &Path, args: &[&std::ffi::OsStr], tmp: &Path, log: &Path) -> Result<Berth> {
         let stderr = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         let mut child = std::process::Command::new(bin)
-            .args([
-                "up",
-                "--listen",
-                "127.0.0.1:0",
-                "--ports",
-                PORTS,
-                "--data-dir",
-            ])
-            .arg(tmp.join("data"))
+            .args(args)
             .env("BERTH_CONFIG", tmp.join("config.json"))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -1466,12 +1534,12 @@ impl Berth {
             .with_context(|| format!("cannot run {}", bin.display()))?;
         let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout is piped"));
         let mut b = Berth {
-            child,
+            _child: Proc(child),
             url: String::new(),
             key: String::new(),
+            agent_token: String::new(),
             deployment: None,
         };
-        // The facts are the indented lines after "berth is up".
         let mut line = String::new();
         while out.read_line(&mut line)? > 0 {
             let l = line.trim_end();
@@ -1479,6 +1547,8 @@ impl Berth {
                 b.url = v.trim().into();
             } else if let Some(v) = l.strip_prefix("  admin key:") {
                 b.key = v.trim().into();
+            } else if let Some(v) = l.strip_prefix("  agent token:") {
+                b.agent_token = v.trim().into();
             } else if let Some(v) = l.strip_prefix("  deployment:") {
                 b.deployment = Some(v.trim().into());
             } else if !b.url.is_empty() && !l.starts_with("  ") {
@@ -1487,27 +1557,13 @@ impl Berth {
             line.clear();
         }
         if b.url.is_empty() || b.key.is_empty() {
-            bail!("`berth up` did not print its API URL and admin key");
+            bail!(
+                "`berth {}` did not print its API URL and admin key",
+                args[0].to_string_lossy()
+            );
         }
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         Ok(b)
-    }
-}
-
-impl Drop for Berth {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

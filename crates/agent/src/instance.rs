@@ -334,10 +334,11 @@ async fn create(
                 Phase::Pulling { progress: None },
                 None,
             ));
-            let mut last = Instant::now();
+            // The first progress at once, then at most five a second.
+            let mut last: Option<Instant> = None;
             let pull = engine.pull(image, |p: PullProgress| {
-                if last.elapsed() >= Duration::from_millis(200) {
-                    last = Instant::now();
+                if last.is_none_or(|l| l.elapsed() >= Duration::from_millis(200)) {
+                    last = Some(Instant::now());
                     shared.record(actual(
                         shared,
                         id,

@@ -7,8 +7,8 @@ use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[test]
-fn missing_image_is_pulled_with_progress() {
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_image_is_pulled_with_progress() {
     let b = Berth::up();
     let reg = Registry::start();
     // An image with a layer of its own (random bytes), so the pull really downloads it.
@@ -22,7 +22,7 @@ fn missing_image_is_pulled_with_progress() {
         "/bin/sh",
         BUSYBOX,
         "-c",
-        "head -c 48000000 /dev/urandom > /blob",
+        "head -c 96000000 /dev/urandom > /blob",
     ]);
     docker(&["commit", &maker, &tag]);
     docker(&["rm", "-f", &maker]);
@@ -46,11 +46,22 @@ fn missing_image_is_pulled_with_progress() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Poll the API as fast as a client would (a CLI process per poll is too slow for a
+    // pull from loopback).
+    let http = reqwest::Client::new();
     let mut saw_progress = false;
     let mut saw_loading = false;
     let deadline = Instant::now() + Duration::from_secs(120);
     let id = loop {
-        let list: serde_json::Value = serde_json::from_str(&b.ok(&["ls", "--json"])).unwrap();
+        let list: serde_json::Value = http
+            .get(format!("{}/api/v1/instances", b.url))
+            .bearer_auth(&b.admin_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if let Some(i) = list.as_array().unwrap().first() {
             saw_loading |= i["state"] == "loading";
             saw_progress |= i["progress"]["total"].as_u64().unwrap_or(0) > 0;
@@ -63,13 +74,13 @@ fn missing_image_is_pulled_with_progress() {
             "pull never finished\n{}",
             b.log()
         );
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let out = out.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let v = b.show(id);
     assert_eq!(v["state"], "exited", "{v:#}");
-    assert_eq!(b.logs(id).trim(), "48000000");
+    assert_eq!(b.logs(id).trim(), "96000000");
     assert!(saw_loading, "the instance never showed loading");
     assert!(saw_progress, "pull progress was never visible in the API");
     assert!(
