@@ -24,6 +24,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+/// Before each RSS reading, let the processes finish what the last connections started.
+const RSS_SETTLE: Duration = Duration::from_secs(1);
+
 /// Defaults of `proxy`.
 const PROXY_IMAGE: &str = "berth-test/jupyter";
 const BULK_MIB: u64 = 1024;
@@ -1021,7 +1024,7 @@ async fn idle(
     let n = a.connections as usize;
     // Settle, then the baseline (every code path already ran at least once: the holder
     // answered through the front while the instance came up).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(RSS_SETTLE).await;
     let before = (vm_rss_kib(cx.proxy_pid)?, vm_rss_kib(cx.agent_pid)?);
     let t0 = Instant::now();
     let target = Arc::new(t.clone());
@@ -1048,7 +1051,7 @@ async fn idle(
         held.push(s);
     }
     let opened_in = t0.elapsed();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(RSS_SETTLE).await;
     let with = (vm_rss_kib(cx.proxy_pid)?, vm_rss_kib(cx.agent_pid)?);
     eprintln!(
         "{n} idle connections opened in {:.1} s; proxy RSS {} → {} KiB, agent RSS {} → {} KiB",
