@@ -436,3 +436,72 @@ fn idle_ssh_session_through_the_proxy_stays_open() {
     );
     assert_eq!(stdout(&o), "still here\n", "{}", stderr(&o));
 }
+
+/// On a host with open ports, losing the proxy (and so the tunnel) breaks only the proxy
+/// path: direct ssh keeps working, and `berth ssh` uses it.
+#[test]
+fn direct_keeps_working_when_the_tunnel_is_gone() {
+    require_docker_and_images(&[SSH_IMAGE]);
+    let mut d = deployment::Deployment::start(deployment::Options {
+        db: None,
+        proxy: true,
+    });
+    let (first, last) = port_block();
+    d.start_agent(
+        "open",
+        "127.0.0.1",
+        &["--ports", &format!("{first}-{last}")],
+    );
+    let key = KeyPair::new(&d.dir, "k");
+    let kh = d.dir.join("known_hosts");
+    d.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let id = d
+        .ok(&["create", SSH_IMAGE, "--ssh", "--wait"])
+        .trim()
+        .to_string();
+    let v = d.wait_state(&id, "running");
+    let (direct, proxied) = (ssh_port(&v), proxy_port(&v));
+    assert_eq!(
+        stdout(&ssh(proxied, &key.private, &kh, &[], "echo p")),
+        "p\n"
+    );
+
+    d.stop_proxy();
+    let o = ssh(
+        proxied,
+        &key.private,
+        &kh,
+        &["-o", "ConnectTimeout=3"],
+        "true",
+    );
+    assert!(
+        !o.status.success(),
+        "the proxy path must fail without the proxy"
+    );
+    assert_eq!(
+        stdout(&ssh(direct, &key.private, &kh, &[], "echo d")),
+        "d\n"
+    );
+    let o = d.cli(&[
+        "ssh",
+        &id,
+        "-i",
+        key.private.to_str().unwrap(),
+        "--",
+        "echo",
+        "auto",
+    ]);
+    assert_eq!(stdout(&o), "auto\n", "{}", stderr(&o));
+    let o = d.cli(&[
+        "ssh",
+        &id,
+        "--proxy",
+        "-i",
+        key.private.to_str().unwrap(),
+        "-o",
+        "ConnectTimeout=3",
+        "--",
+        "true",
+    ]);
+    assert!(!o.status.success());
+}
