@@ -2,7 +2,7 @@
 //! agent tunnel to its port 22. Listeners follow the route table; each connection looks its
 //! route up when it arrives, so a moved or destroyed instance stops being reached at once.
 use crate::routes::Table;
-use crate::{pipe, Shared};
+use crate::Shared;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -109,7 +109,7 @@ async fn listen(listener: TcpListener, port: u16, shared: Arc<Shared>, stop: Can
     }
 }
 
-async fn connection(mut tcp: TcpStream, peer: SocketAddr, port: u16, shared: &Shared) {
+async fn connection(tcp: TcpStream, peer: SocketAddr, port: u16, shared: &Shared) {
     let _ = tcp.set_nodelay(true);
     let Some(entry) = shared.book.by_ssh_port(port) else {
         tracing::info!(port, %peer, "SSH proxy connection closed: the port has no route now");
@@ -121,9 +121,14 @@ async fn connection(mut tcp: TcpStream, peer: SocketAddr, port: u16, shared: &Sh
         r = shared.tunnels.open(&route.host, route.instance, 22) => r,
     };
     match opened {
-        Ok(mut upstream) => {
+        Ok(upstream) => {
             tracing::debug!(port, %peer, instance = route.instance, "SSH proxy connection open");
-            pipe(&mut tcp, &mut upstream, &entry.alive).await;
+            tokio::select! {
+                _ = entry.alive.cancelled() => {}
+                r = upstream.relay(tcp) => if let Err(e) = r {
+                    tracing::debug!(port, %peer, "SSH proxy connection ended: {e}");
+                }
+            }
         }
         Err(e) => {
             tracing::info!(port, %peer, instance = route.instance, "SSH proxy connection closed: {e}");

@@ -79,15 +79,17 @@ where
         ))),
     };
     match result {
-        Ok(mut tcp) => {
+        Ok(tcp) => {
             let _ = tcp.set_nodelay(true);
             let resp = http::Response::builder()
                 .status(200)
                 .body(())
                 .map_err(|e| TunnelError::Handshake(e.to_string()))?;
             let send = respond.send_response(resp, false)?;
-            let mut stream = TunnelStream::new(send, req.into_body());
-            let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
+            let stream = TunnelStream::new(send, req.into_body());
+            if let Err(e) = stream.relay(tcp).await {
+                tracing::debug!(error = %e, "tunnel stream relay ended");
+            }
             Ok(())
         }
         Err(e) => {

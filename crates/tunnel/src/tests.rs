@@ -119,3 +119,39 @@ async fn a_bad_token_is_refused() {
     );
     assert!(!t.is_connected("h1"));
 }
+
+/// Every stream gets flow-control window when it has something to send, however many
+/// others are open and idle: idle streams hold none of the connection's window.
+#[tokio::test]
+async fn idle_streams_do_not_starve_new_ones() {
+    let (t, _agent) = setup(true).await;
+    wait_connected(&t).await;
+    // More idle streams than the connection window has room for PIECE-sized reservations.
+    let idle = (CONNECTION_WINDOW as usize / (256 * 1024)) + 100;
+    let mut held = Vec::new();
+    let chunk = vec![7u8; 4 * 1024];
+    for i in 0..idle {
+        let mut s = t.open("h1", 7, 22).await.unwrap();
+        s.write_all(&chunk).await.unwrap();
+        let mut back = vec![0u8; chunk.len()];
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.read_exact(&mut back))
+            .await
+            .unwrap_or_else(|_| panic!("stream {i} got no echo: the tunnel starved it"))
+            .unwrap();
+        assert_eq!(back, chunk);
+        held.push(s);
+    }
+    let mut s = t.open("h1", 7, 22).await.unwrap();
+    let payload = vec![9u8; 1 << 20];
+    let (mut r, mut w) = tokio::io::split(&mut s);
+    let send = async {
+        w.write_all(&payload).await.unwrap();
+        w.shutdown().await.unwrap();
+    };
+    let mut got = Vec::new();
+    let recv = tokio::time::timeout(std::time::Duration::from_secs(20), r.read_to_end(&mut got));
+    let (_, n) = tokio::join!(send, recv);
+    n.expect("no echo with many idle streams open").unwrap();
+    assert_eq!(got.len(), payload.len());
+    drop(held);
+}
