@@ -56,9 +56,8 @@ async fn session(shared: &Arc<Shared>, endpoint: &TunnelEndpoint) -> Result<(), 
         .await
         .map_err(|_| "connecting timed out".to_string())?
         .map_err(|e| format!("cannot connect: {e}"))?;
-    let _ = tcp.set_nodelay(true);
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
+        .connect(name, berth_tunnel::transport(tcp))
         .await
         .map_err(|e| format!("TLS with the proxy failed: {e}"))?;
     let hello = Hello {

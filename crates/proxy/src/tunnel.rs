@@ -49,7 +49,7 @@ async fn agent(
     shared: &Shared,
     token: &Secret,
 ) {
-    let _ = tcp.set_nodelay(true);
+    let tcp = berth_tunnel::transport(tcp);
     let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {

@@ -30,6 +30,18 @@ const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 64 * 1024 * 1024;
 const MAX_FRAME: u32 = 256 * 1024;
 
+/// What a tunnel's TLS runs on: its TCP connection with a large read buffer, since rustls
+/// reads at most one TLS record (about 16 KiB) at a time: a bulk transfer through the tunnel
+/// would otherwise cost a read syscall per record.
+pub type Transport = tokio::io::BufReader<tokio::net::TcpStream>;
+const TRANSPORT_READ: usize = 256 * 1024;
+
+/// Wraps a tunnel's TCP connection (either end) before TLS is set up on it.
+pub fn transport(tcp: tokio::net::TcpStream) -> Transport {
+    let _ = tcp.set_nodelay(true);
+    tokio::io::BufReader::with_capacity(TRANSPORT_READ, tcp)
+}
+
 /// The agent's first line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
