@@ -769,8 +769,9 @@ impl Bulk {
         println!(
             "note: ssh rows are `ssh -c {CIPHER} … 'cat > /dev/null'` fed from the benchmark \
              (ControlMaster off, no compression); the clock starts once the first MiB is \
-             through (login not counted) and stops when ssh exits. Both ssh paths cross \
-             Docker's port mapping (the agent dials the instance's port 22 mapping too). CPU \
+             through (login not counted) and stops when ssh exits. The direct path crosses \
+             Docker's port mapping (its userland proxy on loopback); through the proxy, the \
+             agent dials the container's own address on the Docker bridge. CPU \
              busy and CPU-s per GiB count every process on the machine, kernel included; \
              through the proxy the berth proxy took {:.2} and the agent {:.2} CPU-s per GiB \
              (medians), on the same {cores} cores as ssh, sshd and Docker's proxy.",

@@ -227,14 +227,19 @@ async fn inspect_image(shared: &Shared, image: &str) -> Result<ImageFacts, Strin
         .ok_or_else(|| format!("image {image} is missing right after pulling it"))
 }
 
-/// Wakes the worker of every instance the engine reports an event for.
+/// Wakes the worker of every instance the engine reports an event for. The instance's
+/// container address is forgotten until its worker has looked again: after a stop, Docker
+/// may give that address to another container, and the tunnel must never dial it.
 async fn watch_events(shared: Arc<Shared>) {
     loop {
         let mut events = Box::pin(shared.engine.events(shared.deployment()));
         loop {
             tokio::select! {
                 ev = events.next() => match ev {
-                    Some(Ok(id)) => shared.poke(id),
+                    Some(Ok(id)) => {
+                        shared.note_address(id, None);
+                        shared.poke(id);
+                    }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "engine event stream failed");
                         break;

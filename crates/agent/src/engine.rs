@@ -67,6 +67,9 @@ pub struct ContainerInfo {
     pub started_at: Option<String>,
     pub ports: Vec<PortMapping>,
     pub labels: HashMap<String, String>,
+    /// The running container's address on its Docker network (the default bridge), which
+    /// the host reaches without Docker's port mapping in between.
+    pub address: Option<std::net::IpAddr>,
 }
 
 impl Engine {
@@ -390,6 +393,15 @@ pub fn parse_port_key(k: &str) -> Option<PortSpec> {
 
 fn container_info(c: ContainerInspectResponse) -> ContainerInfo {
     let state = c.state.unwrap_or_default();
+    let running = state.running.unwrap_or(false);
+    let address = c
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default()
+        .into_values()
+        .filter_map(|e| e.ip_address?.parse().ok())
+        .min()
+        .filter(|_| running);
     let started_at = state.started_at.filter(|s| !s.starts_with("0001-"));
     let started_at_ms = started_at.as_deref().and_then(parse_rfc3339_ms);
     let mut ports = Vec::new();
@@ -422,12 +434,13 @@ fn container_info(c: ContainerInspectResponse) -> ContainerInfo {
     ports.sort_by_key(|m| (m.internal, m.proto));
     ContainerInfo {
         id: c.id.unwrap_or_default(),
-        running: state.running.unwrap_or(false),
+        running,
         exit_code: state.exit_code.unwrap_or(0),
         started_at_ms,
         started_at,
         ports,
         labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
+        address,
     }
 }
 

@@ -155,6 +155,7 @@ async fn converge(
     let mut info = match found {
         Some(info) => info,
         None => {
+            shared.note_address(id, None);
             if d.run == RunState::Stopped {
                 shared.record(actual(shared, id, d, Phase::Stopped, None));
                 return IDLE_RECHECK;
@@ -179,6 +180,7 @@ async fn converge(
         }
     };
 
+    shared.note_address(id, info.address);
     let ssh_mode = d.spec.mode != LaunchMode::Entrypoint;
     if ssh_mode {
         // Keys added while the instance runs work at the next login, no restart; a renewed
@@ -200,6 +202,7 @@ async fn converge(
                     Ok(Some(i)) => i,
                     _ => return RETRY,
                 };
+                shared.note_address(id, info.address);
             }
             shared.record(actual(shared, id, d, Phase::Stopped, Some(&info)));
         }

@@ -152,6 +152,8 @@ pub(crate) struct Shared {
     /// Where the tunnel to the proxy goes, from the first welcome that names one.
     tunnel: OnceLock<berth_core::protocol::proxy::TunnelEndpoint>,
     actual: Mutex<BTreeMap<i64, ActualInstance>>,
+    /// Running instances' container addresses, which the tunnel dials (see `tunnel::dial`).
+    addresses: Mutex<HashMap<i64, std::net::IpAddr>>,
     /// Signalled when `actual` changes.
     changed: Notify,
     allocator: tokio::sync::Mutex<ports::PortAllocator>,
@@ -212,7 +214,25 @@ impl Shared {
         }
     }
 
+    /// Remembers where instance `id`'s container is reachable now (`None`: not running).
+    fn note_address(&self, id: i64, address: Option<std::net::IpAddr>) {
+        let mut m = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        match address {
+            Some(a) => m.insert(id, a),
+            None => m.remove(&id),
+        };
+    }
+
+    fn address(&self, id: i64) -> Option<std::net::IpAddr> {
+        self.addresses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .copied()
+    }
+
     fn forget(&self, id: i64) {
+        self.note_address(id, None);
         let removed = self
             .actual
             .lock()
@@ -345,6 +365,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         ca_pem: Mutex::new(None),
         tunnel: OnceLock::new(),
         actual: Mutex::new(BTreeMap::new()),
+        addresses: Mutex::new(HashMap::new()),
         changed: Notify::new(),
         workers: Mutex::new(HashMap::new()),
         shutdown: shutdown.clone(),

@@ -1,7 +1,7 @@
 //! The agent's tunnel to the proxy: dialled OUT (hosts behind NAT need no inbound port),
 //! TLS verified against the deployment's CA, reconnected with backoff and jitter. Each
 //! stream the proxy opens names an instance and an internal port; the agent dials that
-//! port's host mapping on loopback, and nothing else: a stream can reach only the ports
+//! port of the instance's container, and nothing else: a stream can reach only the ports
 //! its instance exposes.
 use crate::Shared;
 use berth_core::protocol::proxy::TunnelEndpoint;
@@ -77,7 +77,9 @@ async fn session(shared: &Arc<Shared>, endpoint: &TunnelEndpoint) -> Result<(), 
     }
 }
 
-/// Connects to `port` of `instance`, through its host mapping on loopback.
+/// Connects to `port` of `instance`: straight to its container's address while the agent
+/// knows it (no Docker port mapping in between), else through its host mapping on loopback.
+/// Either way only a port that the instance exposes.
 async fn dial(shared: &Shared, instance: i64, port: u16) -> Result<TcpStream, DialError> {
     let external = shared
         .actual
@@ -95,17 +97,27 @@ async fn dial(shared: &Shared, instance: i64, port: u16) -> Result<TcpStream, Di
                 "instance {instance} exposes no TCP port {port} on this host"
             ))
         })?;
-    let tcp = tokio::time::timeout(
-        Duration::from_secs(5),
-        TcpStream::connect(("127.0.0.1", external)),
-    )
-    .await
-    .map_err(|_| {
-        DialError::Unreachable(format!(
-            "port {port} of instance {instance} did not answer within 5 s"
-        ))
-    })?
-    .map_err(|e| DialError::Unreachable(format!("port {port} of instance {instance}: {e}")))?;
+    if let Some(ip) = shared.address(instance) {
+        match connect((ip, port).into(), ADDRESS_TIMEOUT).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => tracing::debug!(instance, port, %ip, "container address: {e}; trying the host mapping"),
+        }
+    }
+    connect((std::net::Ipv4Addr::LOCALHOST, external).into(), DIAL_TIMEOUT)
+        .await
+        .map_err(|e| DialError::Unreachable(format!("port {port} of instance {instance}: {e}")))
+}
+
+/// How long a dial to a container's address may take (on the host's own bridge it takes
+/// well under a millisecond), and one to its host mapping.
+const ADDRESS_TIMEOUT: Duration = Duration::from_secs(1);
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn connect(addr: std::net::SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
+        .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
     Ok(tcp)
 }
