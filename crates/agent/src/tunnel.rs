@@ -100,12 +100,17 @@ async fn dial(shared: &Shared, instance: i64, port: u16) -> Result<TcpStream, Di
     if let Some(ip) = shared.address(instance) {
         match connect((ip, port).into(), ADDRESS_TIMEOUT).await {
             Ok(tcp) => return Ok(tcp),
-            Err(e) => tracing::debug!(instance, port, %ip, "container address: {e}; trying the host mapping"),
+            Err(e) => {
+                tracing::debug!(instance, port, %ip, "container address: {e}; trying the host mapping")
+            }
         }
     }
-    connect((std::net::Ipv4Addr::LOCALHOST, external).into(), DIAL_TIMEOUT)
-        .await
-        .map_err(|e| DialError::Unreachable(format!("port {port} of instance {instance}: {e}")))
+    connect(
+        (std::net::Ipv4Addr::LOCALHOST, external).into(),
+        DIAL_TIMEOUT,
+    )
+    .await
+    .map_err(|e| DialError::Unreachable(format!("port {port} of instance {instance}: {e}")))
 }
 
 /// How long a dial to a container's address may take (on the host's own bridge it takes
