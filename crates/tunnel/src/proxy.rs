@@ -24,10 +24,13 @@ pub enum OpenError {
     Timeout(String),
 }
 
+/// A host's tunnel: its serial number (a newer tunnel replaces an older) and its sender.
+type Tunnel = (u64, h2::client::SendRequest<Bytes>);
+
 /// The agents' tunnels by host name.
 #[derive(Clone, Default)]
 pub struct Tunnels {
-    inner: Arc<Mutex<HashMap<String, (u64, h2::client::SendRequest<Bytes>)>>>,
+    inner: Arc<Mutex<HashMap<String, Tunnel>>>,
     next: Arc<AtomicU64>,
 }
 
@@ -36,9 +39,7 @@ impl Tunnels {
         Self::default()
     }
 
-    fn map(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (u64, h2::client::SendRequest<Bytes>)>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tunnel>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 

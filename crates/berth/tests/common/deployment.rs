@@ -5,20 +5,12 @@
 use super::*;
 use std::collections::HashMap;
 
+#[derive(Default)]
 pub struct Options {
     /// `--db` for the server; `None` is SQLite in the data dir.
     pub db: Option<String>,
     /// Configure and run a proxy (`--proxy-host 127.0.0.1`, its own ports).
     pub proxy: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            db: None,
-            proxy: false,
-        }
-    }
 }
 
 pub struct Deployment {
