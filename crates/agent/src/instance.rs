@@ -81,7 +81,9 @@ async fn remove(shared: &Shared, id: i64) {
             _ = shared.shutdown.cancelled() => return,
         }
     }
-    let dir = shared.state_dir(id);
+    // remove_dir_all does not follow symlinks: whatever the container left there, only
+    // the instance's own directory goes.
+    let dir = shared.instance_dir(id);
     if let Err(e) = std::fs::remove_dir_all(&dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the instance's state directory");
@@ -125,7 +127,7 @@ fn actual(
         applied: Some(d.run.clone()),
         ssh_host_keys: match d.spec.mode {
             LaunchMode::Entrypoint => Vec::new(),
-            _ => ssh::host_keys(&shared.state_dir(id)),
+            _ => ssh::host_keys(&shared.dirs(id).run),
         },
     }
 }
@@ -185,7 +187,7 @@ async fn converge(
     if ssh_mode {
         // Keys added while the instance runs work at the next login, no restart; a renewed
         // certificate or a new public IP is used from the next start.
-        if let Err(e) = ssh::prepare(&shared.state_dir(id), d, &shared.config.public_ip) {
+        if let Err(e) = ssh::prepare(&shared.dirs(id), d, &shared.config.public_ip) {
             tracing::warn!(error = %e, "cannot update the instance's state directory");
         }
     }
@@ -223,10 +225,9 @@ async fn converge(
                     return CONNECTING_RECHECK;
                 }
                 shared.record(actual(shared, id, d, Phase::Running, Some(&info)));
-            } else if let (true, Err(reason)) = (
-                ssh_mode && started_since,
-                ssh::status(&shared.state_dir(id)),
-            ) {
+            } else if let (true, Err(reason)) =
+                (ssh_mode && started_since, ssh::status(&shared.dirs(id).run))
+            {
                 // berth's init could not bring the mode up, and said why.
                 shared.record(actual(shared, id, d, Phase::Failed { reason }, Some(&info)));
             } else if let Some(reason) = failed_now(mem) {
@@ -406,7 +407,7 @@ async fn create(
         .map_err(|e| e.to_string())?;
     let host = shared.host_context();
     if d.spec.mode != LaunchMode::Entrypoint {
-        ssh::prepare(&shared.state_dir(id), d, &shared.config.public_ip)
+        ssh::prepare(&shared.dirs(id), d, &shared.config.public_ip)
             .map_err(|e| format!("cannot prepare the instance's state directory: {e}"))?;
     }
     let token = d.jupyter.as_ref().map(|j| j.token.as_str());

@@ -199,9 +199,19 @@ impl Shared {
         }
     }
 
-    /// Host directory of instance `id`'s state (mounted at `/.berth/state`).
-    fn state_dir(&self, id: i64) -> std::path::PathBuf {
-        std::path::PathBuf::from(berth_launch::state_dir(&self.host_context(), id))
+    /// Host directories of instance `id`: its state (mounted read-only at `/.berth/state`)
+    /// and its run directory (read-write at `/.berth/run`).
+    fn dirs(&self, id: i64) -> ssh::Dirs {
+        let host = self.host_context();
+        ssh::Dirs {
+            state: berth_launch::state_dir(&host, id).into(),
+            run: berth_launch::run_dir(&host, id).into(),
+        }
+    }
+
+    /// Host directory holding both of [`Shared::dirs`].
+    fn instance_dir(&self, id: i64) -> std::path::PathBuf {
+        berth_launch::instance_dir(&self.host_context(), id).into()
     }
 
     /// Records an instance's actual state; wakes the reporter if it changed.

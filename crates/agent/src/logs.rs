@@ -52,8 +52,14 @@ pub(crate) async fn stream(
         .await;
 }
 
+/// How much of the onstart log is read at a time; with `--tail`, how far back from its end
+/// the last lines are looked for.
+const ONSTART_CHUNK: u64 = 256 * 1024;
+const TAIL_WINDOW: u64 = 1024 * 1024;
+
 /// Sends the onstart log (its last `tail` lines); with `follow`, keeps sending what is
-/// appended while the container runs.
+/// appended while the container runs. The log is the container's file: it is read in
+/// bounded pieces from where the last read ended, whatever its size.
 async fn onstart_log(
     shared: &Shared,
     instance: i64,
@@ -63,34 +69,51 @@ async fn onstart_log(
     out: &mpsc::Sender<Outgoing>,
 ) -> Result<(), String> {
     use berth_core::protocol::Phase;
-    let path = crate::ssh::onstart_log(&shared.state_dir(instance));
-    let mut sent = 0u64;
-    let mut first = true;
-    loop {
-        let data = match tokio::fs::read(&path).await {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(format!("cannot read the onstart log: {e}")),
-        };
-        if (data.len() as u64) < sent {
-            sent = 0; // the log was replaced
+    let run = shared.dirs(instance).run;
+    let read = |offset: u64, max: u64| {
+        let run = run.clone();
+        async move {
+            tokio::task::spawn_blocking(move || crate::ssh::read_onstart_log(&run, offset, max))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot read the onstart log: {e}"))
         }
-        let mut new = &data[sent as usize..];
-        if first {
-            if let Some(n) = tail {
-                new = last_lines(new, n as usize);
+    };
+    let mut sent = match tail {
+        Some(n) => {
+            let (_, len) = read(0, 0).await?;
+            let from = len.saturating_sub(TAIL_WINDOW);
+            let (data, _) = read(from, TAIL_WINDOW).await?;
+            let last = last_lines(&data, n as usize);
+            if !last.is_empty()
+                && out
+                    .send(Outgoing::Log(stream, bytes::Bytes::copy_from_slice(last)))
+                    .await
+                    .is_err()
+            {
+                return Ok(());
             }
-            first = false;
+            from + data.len() as u64
         }
-        if !new.is_empty()
-            && out
-                .send(Outgoing::Log(stream, bytes::Bytes::copy_from_slice(new)))
+        None => 0,
+    };
+    loop {
+        let (data, len) = read(sent, ONSTART_CHUNK).await?;
+        if len < sent {
+            sent = 0; // the log was replaced
+            continue;
+        }
+        if !data.is_empty() {
+            sent += data.len() as u64;
+            if out
+                .send(Outgoing::Log(stream, bytes::Bytes::from(data)))
                 .await
                 .is_err()
-        {
-            return Ok(());
+            {
+                return Ok(());
+            }
+            continue;
         }
-        sent = data.len() as u64;
         let running = shared
             .actual
             .lock()

@@ -408,6 +408,80 @@ fn hostile_sshd_config_and_non_root_user_change_nothing() {
     }
 }
 
+/// Root in the container owns everything in it, but nothing more: what the agent writes is
+/// read-only there, and what init writes is read by the agent without following symlinks,
+/// so a container cannot make the agent read or write files of the host.
+#[test]
+fn the_container_cannot_turn_the_agent_against_the_host() {
+    require_docker_and_images(&[SSH_IMAGE]);
+    let b = Berth::up();
+    let key = KeyPair::new(&b.dir, "k");
+    let kh = b.dir.join("known_hosts");
+    b.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let secret = b.dir.join("host-secret");
+    std::fs::write(&secret, "HOST SECRET\n").unwrap();
+    let id = b.create(&[
+        SSH_IMAGE,
+        "--ssh",
+        "--onstart-cmd",
+        "echo onstart",
+        "--wait",
+    ]);
+    let v = b.wait_state(id, "running");
+    let port = ssh_port(&v);
+    b.wait_logs_onstart(id, "onstart");
+
+    let out = ok(
+        &ssh(
+            port,
+            &key.private,
+            &kh,
+            &[],
+            "touch /.berth/state/authorized_keys 2>/dev/null && echo writable || echo read-only",
+        ),
+        "write probe",
+    );
+    assert_eq!(out.trim(), "read-only");
+    let s = secret.display();
+    ok(
+        &ssh(
+            port,
+            &key.private,
+            &kh,
+            &[],
+            &format!(
+                "cd /.berth/run && ln -sf {s} onstart.log && ln -sf {s} ssh_host_ed25519_key.pub \
+                 && ln -sf {s} status && echo done"
+            ),
+        ),
+        "symlinks",
+    );
+    let o = b.cli(&["logs", &id.to_string(), "--onstart"]);
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        !all.contains("HOST SECRET"),
+        "the onstart log leaked a host file: {all}"
+    );
+    assert!(all.contains("symbolic link"), "{all}");
+
+    // The next look at the instance reads the host key again: a symlink is not believed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = b.show(id);
+        assert!(!v.to_string().contains("HOST SECRET"), "{v:#}");
+        if v["ssh_host_keys"].as_array().is_some_and(|k| k.is_empty()) {
+            assert_eq!(v["state"], "running", "{v:#}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "host keys never re-read: {v:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // A key added now is written where the container cannot redirect it.
+    let key2 = KeyPair::new(&b.dir, "k2");
+    b.ok(&["keys", "add", key2.public.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "HOST SECRET\n");
+}
+
 #[test]
 fn images_without_sshd_fail_with_the_reason_at_once() {
     require_docker_and_images(&[DEBIAN]);

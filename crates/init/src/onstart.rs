@@ -27,13 +27,13 @@ pub struct Paths {
 
 impl Paths {
     /// The real locations in the container.
-    pub fn container(state_dir: &Path) -> Self {
+    pub fn container(dirs: &crate::setup::Dirs) -> Self {
         Paths {
-            source: state_dir.join("onstart.sh"),
+            source: dirs.state.join("onstart.sh"),
             script: PathBuf::from("/root/onstart.sh"),
             logs: vec![
                 PathBuf::from("/var/log/onstart.log"),
-                state_dir.join("onstart.log"),
+                dirs.run.join("onstart.log"),
             ],
             root: PathBuf::from("/"),
         }

@@ -14,14 +14,33 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The per-instance state directory the agent bind-mounts read-write.
+/// The per-instance state directory, bind-mounted read-only: what the agent gives init.
 pub const STATE_DIR: &str = "/.berth/state";
-/// The host key, kept in the state dir so it survives stop/start.
+/// The per-instance run directory, bind-mounted read-write: what init writes.
+pub const RUN_DIR: &str = "/.berth/run";
+/// The host key, kept in the run dir so it survives stop/start.
 pub const HOST_KEY: &str = "ssh_host_ed25519_key";
-/// The authorized keys, kept current by the agent.
+/// The authorized keys (state dir), kept current by the agent.
 pub const AUTHORIZED_KEYS: &str = "authorized_keys";
-/// berth's sshd config, written by init.
+/// berth's sshd config (run dir), written by init.
 pub const SSHD_CONFIG: &str = "sshd_config";
+
+/// Where init reads what the agent gives it, and where it writes.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    pub state: PathBuf,
+    pub run: PathBuf,
+}
+
+impl Dirs {
+    /// The real mount points in the container.
+    pub fn container() -> Dirs {
+        Dirs {
+            state: PathBuf::from(STATE_DIR),
+            run: PathBuf::from(RUN_DIR),
+        }
+    }
+}
 
 /// How to run berth's sshd once setup succeeded.
 #[derive(Debug, Clone)]
@@ -54,15 +73,18 @@ pub struct Plan {
 }
 
 /// Everything before sshd starts, in order. The error is the `failed:` reason.
-pub fn prepare(state_dir: &Path) -> Result<Plan, String> {
-    if !state_dir.is_dir() {
-        return Err(format!(
-            "{} is missing: berth's agent mounts the instance's state directory there",
-            state_dir.display()
-        ));
+pub fn prepare(dirs: &Dirs) -> Result<Plan, String> {
+    let (state_dir, run_dir) = (dirs.state.as_path(), dirs.run.as_path());
+    for (dir, what) in [(state_dir, "state"), (run_dir, "run")] {
+        if !dir.is_dir() {
+            return Err(format!(
+                "{} is missing: berth's agent mounts the instance's {what} directory there",
+                dir.display()
+            ));
+        }
     }
-    status::write(state_dir, "")
-        .map_err(|e| format!("cannot write {}/status: {e}", state_dir.display()))?;
+    status::write(run_dir, "")
+        .map_err(|e| format!("cannot write {}/status: {e}", run_dir.display()))?;
     let config = config::load(&state_dir.join("config.json"))?;
     match config.mode {
         Mode::Ssh => log!("mode ssh"),
@@ -111,7 +133,7 @@ pub fn prepare(state_dir: &Path) -> Result<Plan, String> {
         })?;
     log!("sshd: {}", program.display());
 
-    let host_key = state_dir.join(HOST_KEY);
+    let host_key = run_dir.join(HOST_KEY);
     ensure_host_key(&host_key, path_env.as_deref())?;
 
     let sftp = sshd::find_sftp_server(root);
@@ -122,7 +144,7 @@ pub fn prepare(state_dir: &Path) -> Result<Plan, String> {
         sftp_server: &sftp,
         env: &session.vars,
     });
-    let config_path = state_dir.join(SSHD_CONFIG);
+    let config_path = run_dir.join(SSHD_CONFIG);
     validate(&program, sshd_config, &config_path)?;
     let sshd = Sshd {
         program,

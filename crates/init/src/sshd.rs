@@ -304,7 +304,7 @@ mod tests {
 
     fn inputs<'a>(env: &'a [(String, String)]) -> ConfigInputs<'a> {
         ConfigInputs {
-            host_key: Path::new("/.berth/state/ssh_host_ed25519_key"),
+            host_key: Path::new("/.berth/run/ssh_host_ed25519_key"),
             authorized_keys: Path::new("/.berth/state/authorized_keys"),
             sftp_server: "/usr/lib/openssh/sftp-server",
             env,
@@ -320,7 +320,7 @@ mod tests {
         let text = SshdConfig::new(&inputs(&env)).render();
         for want in [
             "\nPort 22\n",
-            "\nHostKey /.berth/state/ssh_host_ed25519_key\n",
+            "\nHostKey /.berth/run/ssh_host_ed25519_key\n",
             "\nPidFile /run/berth-sshd.pid\n",
             "\nPermitRootLogin prohibit-password\n",
             "\nPubkeyAuthentication yes\n",
@@ -384,17 +384,18 @@ mod tests {
         let env = vec![("A".into(), "1".into())];
         let c = SshdConfig::new(&inputs(&env));
         // OpenSSH 7.4 style: unknown keywords are fatal.
-        let out = "/.berth/state/sshd_config: line 9: Bad configuration option: KbdInteractiveAuthentication\n\
-                   /.berth/state/sshd_config: line 25: Bad configuration option: SetEnv\n\
-                   /.berth/state/sshd_config: terminating, 2 bad configuration options\n";
+        let out = "/.berth/run/sshd_config: line 9: Bad configuration option: KbdInteractiveAuthentication\n\
+                   /.berth/run/sshd_config: line 25: Bad configuration option: SetEnv\n\
+                   /.berth/run/sshd_config: terminating, 2 bad configuration options\n";
         assert_eq!(
             judge(&c, false, out),
             Verdict::Drop(vec!["KbdInteractiveAuthentication".into(), "SetEnv".into()])
         );
         // Built without PAM: a warning, exit 0, still dropped to keep the log clean.
-        let out = "/.berth/state/sshd_config line 11: Unsupported option UsePAM\n";
+        let out = "/.berth/run/sshd_config line 11: Unsupported option UsePAM\n";
         assert_eq!(judge(&c, true, out), Verdict::Drop(vec!["UsePAM".into()]));
-        let out = "/.berth/state/sshd_config line 10: Deprecated option ChallengeResponseAuthentication\n";
+        let out =
+            "/.berth/run/sshd_config line 10: Deprecated option ChallengeResponseAuthentication\n";
         assert_eq!(
             judge(&c, true, out),
             Verdict::Drop(vec!["ChallengeResponseAuthentication".into()])
@@ -411,7 +412,7 @@ mod tests {
             .position(|l| l.starts_with("SetEnv"))
             .unwrap()
             + 1;
-        let out = format!("/.berth/state/sshd_config line {n}: Invalid environment.\n");
+        let out = format!("/.berth/run/sshd_config line {n}: Invalid environment.\n");
         assert_eq!(judge(&c, false, &out), Verdict::Drop(vec!["SetEnv".into()]));
     }
 

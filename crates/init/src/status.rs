@@ -1,4 +1,4 @@
-//! `/.berth/state/status`, read by berth's agent: one line saying how far init got.
+//! `/.berth/run/status`, read by berth's agent: one line saying how far init got.
 //!
 //! - empty: init is starting (cleared at every container start), or its services do not
 //!   all answer yet;
@@ -16,7 +16,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-/// The status file's name inside the state dir.
+/// The status file's name inside the run dir.
 pub const FILE: &str = "status";
 /// The line of ssh mode once sshd accepts connections.
 pub const SSH_READY: &str = "ssh-ready";
@@ -36,15 +36,15 @@ pub fn failed_line(reason: &str) -> String {
 }
 
 /// Replaces the status with `line` (empty: clears it).
-pub fn write(state_dir: &Path, line: &str) -> io::Result<()> {
-    let tmp = state_dir.join(".status.tmp");
+pub fn write(run_dir: &Path, line: &str) -> io::Result<()> {
+    let tmp = run_dir.join(".status.tmp");
     let text = if line.is_empty() {
         String::new()
     } else {
         format!("{line}\n")
     };
     fs::write(&tmp, text)?;
-    fs::rename(&tmp, state_dir.join(FILE))
+    fs::rename(&tmp, run_dir.join(FILE))
 }
 
 #[cfg(test)]

@@ -199,7 +199,8 @@ pub struct Supervisor {
     mode: Mode,
     sshd: Service,
     jupyter: Option<(Service, SocketAddr)>,
-    state_dir: PathBuf,
+    /// Where the status file goes.
+    run_dir: PathBuf,
     onstart_paths: onstart::Paths,
     pid1: bool,
     ready: Readiness,
@@ -211,7 +212,7 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(signals: SigSet, plan: Plan, state_dir: PathBuf) -> Self {
+    pub fn new(signals: SigSet, plan: Plan, dirs: crate::setup::Dirs) -> Self {
         let now = Instant::now();
         let sshd_spec = plan.sshd;
         let sshd = Service::new(
@@ -232,8 +233,8 @@ impl Supervisor {
             mode: plan.mode,
             sshd,
             jupyter,
-            onstart_paths: onstart::Paths::container(&state_dir),
-            state_dir,
+            onstart_paths: onstart::Paths::container(&dirs),
+            run_dir: dirs.run,
             pid1: std::process::id() == 1,
             ready: Readiness {
                 since: now,
@@ -379,7 +380,7 @@ impl Supervisor {
                 Mode::Ssh => status::SSH_READY,
                 Mode::Jupyter => status::READY,
             };
-            if let Err(e) = status::write(&self.state_dir, line) {
+            if let Err(e) = status::write(&self.run_dir, line) {
                 log!("cannot write the status file: {e}");
             } else {
                 log!("status: {line}");

@@ -1,6 +1,6 @@
 //! berth-init as PID 1 of real containers on the real Docker engine, mounted the way the
-//! agent mounts it (`/.berth/init` read-only, `/.berth/state` read-write, entrypoint
-//! `/.berth/init`, user root).
+//! agent mounts it (`/.berth/init` and `/.berth/state` read-only, `/.berth/run` read-write,
+//! entrypoint `/.berth/init`, user root).
 //!
 //! Needs Docker, the OpenSSH client (`ssh`, `ssh-keygen`), `openssl` and `curl`, and the
 //! test images `berth-test/busybox`, `berth-test/debian`, `berth-test/ssh`,
@@ -112,29 +112,37 @@ fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>
     }
 }
 
-/// One container with its state dir; both removed on drop.
+/// One container with its state and run dirs; all removed on drop.
 struct Instance {
     name: String,
+    /// What the agent gives init (mounted read-only at /.berth/state).
     state: PathBuf,
+    /// What init writes (mounted read-write at /.berth/run).
+    run: PathBuf,
 }
 
 impl Instance {
-    /// A state dir holding `config` (and an empty authorized_keys) but no container yet.
+    /// A state dir holding `config` (and an empty authorized_keys), an empty run dir, but
+    /// no container yet.
     fn new(tag: &str, config: &str) -> Instance {
         let name = unique(tag);
-        let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join(&name);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(&name);
+        let (state, run) = (dir.join("state"), dir.join("run"));
         fs::create_dir_all(&state).unwrap();
+        fs::create_dir_all(&run).unwrap();
         fs::write(state.join("config.json"), config).unwrap();
         fs::write(state.join("authorized_keys"), "").unwrap();
-        Instance { name, state }
+        Instance { name, state, run }
     }
 
     fn run(&self, image: &str, extra: &[&str]) {
         require_image(image);
         let init = format!("{}:/.berth/init:ro", init_binary().display());
-        let state = format!("{}:/.berth/state", self.state.display());
+        let state = format!("{}:/.berth/state:ro", self.state.display());
+        let run = format!("{}:/.berth/run", self.run.display());
         let mut args = vec!["run", "-d", "--name", &self.name, "--user", "0"];
-        args.extend_from_slice(&["-v", &init, "-v", &state, "--entrypoint", "/.berth/init"]);
+        args.extend_from_slice(&["-v", &init, "-v", &state, "-v", &run]);
+        args.extend_from_slice(&["--entrypoint", "/.berth/init"]);
         args.extend_from_slice(&["--label", "berth-test=init"]);
         args.extend_from_slice(extra);
         args.push(image);
@@ -142,7 +150,7 @@ impl Instance {
     }
 
     fn status(&self) -> String {
-        fs::read_to_string(self.state.join("status")).unwrap_or_default()
+        fs::read_to_string(self.run.join("status")).unwrap_or_default()
     }
 
     fn logs(&self) -> String {
@@ -207,14 +215,14 @@ impl Instance {
     }
 
     fn onstart_log(&self) -> String {
-        fs::read_to_string(self.state.join("onstart.log")).unwrap_or_default()
+        fs::read_to_string(self.run.join("onstart.log")).unwrap_or_default()
     }
 }
 
 impl Drop for Instance {
     fn drop(&mut self) {
         let _ = docker(&["rm", "-f", "-v", &self.name]);
-        let _ = fs::remove_dir_all(&self.state);
+        let _ = fs::remove_dir_all(self.state.parent().unwrap());
     }
 }
 
@@ -279,7 +287,7 @@ fn banner(port: u16) -> Option<String> {
 /// the state dir.
 fn ssh(inst: &Instance, key: &Path, known_hosts: &Path, command: &str) -> Output {
     let port = inst.port();
-    let pubkey = fs::read_to_string(inst.state.join("ssh_host_ed25519_key.pub")).unwrap();
+    let pubkey = fs::read_to_string(inst.run.join("ssh_host_ed25519_key.pub")).unwrap();
     fs::write(known_hosts, format!("[127.0.0.1]:{port} {pubkey}")).unwrap();
     Command::new("ssh")
         .arg("-i")
@@ -375,6 +383,13 @@ fn ssh_image_serves_ssh_runs_onstart_reaps_and_stops_fast() {
     let port = inst.port();
     let b = wait_until(Duration::from_secs(10), "an SSH banner", || banner(port));
     assert!(b.starts_with("SSH-2.0-OpenSSH"), "{b:?}");
+    // What the agent gives is read-only to the container; only the run dir is writable.
+    let probe = "for d in /.berth/state /.berth/run; do \
+                 if touch $d/probe 2>/dev/null; then echo $d writable; else echo $d read-only; fi; done";
+    assert_eq!(
+        inst.exec(probe),
+        "/.berth/state read-only\n/.berth/run writable"
+    );
 
     // A real login: key auth, host key from the state dir, env in plain and login shells.
     let out = ssh_ok(
@@ -455,11 +470,11 @@ fn ssh_image_serves_ssh_runs_onstart_reaps_and_stops_fast() {
     );
 
     // Start again: same host key, onstart runs again.
-    let host_key = fs::read_to_string(inst.state.join("ssh_host_ed25519_key.pub")).unwrap();
+    let host_key = fs::read_to_string(inst.run.join("ssh_host_ed25519_key.pub")).unwrap();
     docker_ok(&["start", &inst.name]);
     inst.wait_ready();
     assert_eq!(
-        fs::read_to_string(inst.state.join("ssh_host_ed25519_key.pub")).unwrap(),
+        fs::read_to_string(inst.run.join("ssh_host_ed25519_key.pub")).unwrap(),
         host_key
     );
     assert_eq!(
@@ -552,7 +567,7 @@ fn options_an_older_sshd_rejects_are_dropped() {
     ] {
         assert!(logs.contains(want), "missing {want:?} in\n{logs}");
     }
-    let config = fs::read_to_string(inst.state.join("sshd_config")).unwrap();
+    let config = fs::read_to_string(inst.run.join("sshd_config")).unwrap();
     assert!(
         !config.contains("SetEnv") && !config.contains("KbdInteractive"),
         "{config}"
@@ -678,7 +693,7 @@ fn config_env_overrides_the_containers_env() {
         assert!(profile.lines().any(|l| l == want), "{want:?} in\n{profile}");
     }
     assert!(!profile.contains("192.0.2.1"), "{profile}");
-    let config = fs::read_to_string(inst.state.join("sshd_config")).unwrap();
+    let config = fs::read_to_string(inst.run.join("sshd_config")).unwrap();
     assert!(config.contains("PUBLIC_IPADDR=\"203.0.113.9\""), "{config}");
     let logs = inst.logs();
     assert!(

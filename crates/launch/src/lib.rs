@@ -28,14 +28,20 @@ pub struct HostContext {
     pub public_ip: String,
     /// Host path of berth's static init binary (ssh and jupyter modes).
     pub init_path: String,
-    /// Host directory under which each instance gets its state directory.
+    /// Host directory under which each instance gets its directory (see [`instance_dir`]).
     pub state_root: String,
 }
 
 /// Where berth's init is mounted in ssh and jupyter containers, and its entrypoint.
 pub const INIT_IN_CONTAINER: &str = "/.berth/init";
-/// Where the instance's state directory (keys, config, onstart, logs) is mounted.
+/// Where the instance's state directory is mounted, READ-ONLY: what the agent gives init
+/// (config.json, authorized_keys, onstart.sh, Jupyter's certificate and key), kept current.
+/// Read-only, so that nothing in the container can turn the agent's writes against the host.
 pub const STATE_IN_CONTAINER: &str = "/.berth/state";
+/// Where the instance's run directory is mounted, read-write: what init writes (its status,
+/// the host key, its sshd_config, the onstart log), kept across stop/start. The agent reads
+/// it as the container's word: never through a symlink, never more than it needs.
+pub const RUN_IN_CONTAINER: &str = "/.berth/run";
 /// The internal port of sshd.
 pub const SSH_PORT: u16 = 22;
 /// The internal port of Jupyter.
@@ -105,13 +111,23 @@ pub fn wanted_ports(spec: &InstanceSpec, image: &ImageConfig) -> Result<Vec<Port
     Ok(ports)
 }
 
-/// Host path of instance `id`'s state directory.
-pub fn state_dir(host: &HostContext, id: i64) -> String {
+/// Host path of instance `id`'s directory: its [`state_dir`] and [`run_dir`].
+pub fn instance_dir(host: &HostContext, id: i64) -> String {
     format!(
         "{}/{}",
         host.state_root.trim_end_matches('/'),
         container_name(&host.deployment, id)
     )
+}
+
+/// Host path of instance `id`'s state directory ([`STATE_IN_CONTAINER`]).
+pub fn state_dir(host: &HostContext, id: i64) -> String {
+    format!("{}/state", instance_dir(host, id))
+}
+
+/// Host path of instance `id`'s run directory ([`RUN_IN_CONTAINER`]).
+pub fn run_dir(host: &HostContext, id: i64) -> String {
+    format!("{}/run", instance_dir(host, id))
 }
 
 /// Name of the container of instance `id` in `deployment`.
@@ -150,6 +166,11 @@ pub fn plan(
                 Mount {
                     source: state_dir(host, id),
                     target: STATE_IN_CONTAINER.into(),
+                    read_only: true,
+                },
+                Mount {
+                    source: run_dir(host, id),
+                    target: RUN_IN_CONTAINER.into(),
                     read_only: false,
                 },
             ],
@@ -403,8 +424,13 @@ mod tests {
                     read_only: true
                 },
                 Mount {
-                    source: "/var/lib/berth/instances/berth-d3adb33f-i5".into(),
+                    source: "/var/lib/berth/instances/berth-d3adb33f-i5/state".into(),
                     target: "/.berth/state".into(),
+                    read_only: true
+                },
+                Mount {
+                    source: "/var/lib/berth/instances/berth-d3adb33f-i5/run".into(),
+                    target: "/.berth/run".into(),
                     read_only: false
                 },
             ]
