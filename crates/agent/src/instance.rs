@@ -398,12 +398,7 @@ async fn create(
     }
     let gpu_ids: Vec<String> = free_gpus.into_iter().take(d.spec.gpus as usize).collect();
     let mappings = allocator
-        .allocate(
-            &wanted,
-            &used_ports,
-            ports::bindable,
-            shared.tunnel.get().is_some(),
-        )
+        .allocate(&wanted, &used_ports, ports::bindable, shared.has_tunnel())
         .map_err(|e| e.to_string())?;
     let host = shared.host_context();
     if d.spec.mode != LaunchMode::Entrypoint {

@@ -41,6 +41,10 @@ pub struct AgentConfig {
     /// A host without open ports maps instances' ports to loopback ports from this range,
     /// for the proxy tunnel.
     pub local_ports: PortRange,
+    /// Dial the proxy's tunnel port here instead of the address the server names (its
+    /// certificate is still checked for the name the server gives): `berth up` dials its
+    /// in-process proxy on loopback, whatever public address users reach it at.
+    pub proxy_addr: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,8 +153,10 @@ pub(crate) struct Shared {
     deployment: OnceLock<String>,
     /// The deployment's CA certificate, from the server's welcome.
     ca_pem: Mutex<Option<String>>,
-    /// Where the tunnel to the proxy goes, from the first welcome that names one.
-    tunnel: OnceLock<berth_core::protocol::proxy::TunnelEndpoint>,
+    /// Where the tunnel to the proxy goes, from the latest welcome (the tunnel follows it).
+    tunnel: watch::Sender<Option<berth_core::protocol::proxy::TunnelEndpoint>>,
+    /// Whether the tunnel's task runs.
+    tunnel_started: std::sync::Once,
     actual: Mutex<BTreeMap<i64, ActualInstance>>,
     /// Running instances' container addresses, which the tunnel dials (see `tunnel::dial`).
     addresses: Mutex<HashMap<i64, std::net::IpAddr>>,
@@ -172,14 +178,26 @@ impl Shared {
         self.deployment.get().map(String::as_str).unwrap_or("")
     }
 
-    /// Starts the tunnel to the proxy the first time the server names one.
+    /// Takes the proxy the server names in its welcome: starts the tunnel the first time,
+    /// and moves it when the server names another address or name (a restarted server
+    /// may have a new proxy host and certificate).
     fn use_tunnel(self: &Arc<Self>, endpoint: Option<berth_core::protocol::proxy::TunnelEndpoint>) {
         let Some(endpoint) = endpoint else { return };
-        if self.tunnel.set(endpoint.clone()).is_ok() {
-            tokio::spawn(tunnel::run(self.clone(), endpoint));
-        } else if self.tunnel.get() != Some(&endpoint) {
-            tracing::warn!("the server names another proxy now; restart the agent to switch");
-        }
+        self.tunnel.send_if_modified(|cur| {
+            let changed = cur.as_ref() != Some(&endpoint);
+            if changed && cur.is_some() {
+                tracing::info!(proxy = %endpoint.addr, "the server names another proxy: moving the tunnel");
+            }
+            *cur = Some(endpoint);
+            changed
+        });
+        self.tunnel_started
+            .call_once(|| drop(tokio::spawn(tunnel::run(self.clone()))));
+    }
+
+    /// Whether this host has a proxy to reach its instances through.
+    fn has_tunnel(&self) -> bool {
+        self.tunnel.borrow().is_some()
     }
 
     fn ca_pem(&self) -> Option<String> {
@@ -373,7 +391,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         gpus,
         deployment: OnceLock::new(),
         ca_pem: Mutex::new(None),
-        tunnel: OnceLock::new(),
+        tunnel: watch::channel(None).0,
+        tunnel_started: std::sync::Once::new(),
         actual: Mutex::new(BTreeMap::new()),
         addresses: Mutex::new(HashMap::new()),
         changed: Notify::new(),

@@ -17,14 +17,33 @@ use tokio::net::TcpStream;
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Keeps the tunnel up until shutdown.
-pub(crate) async fn run(shared: Arc<Shared>, endpoint: TunnelEndpoint) {
+/// Keeps the tunnel up until shutdown, to the proxy the server names last: a new one ends
+/// the current session and is dialled at once.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut named = shared.tunnel.subscribe();
     let mut backoff = MIN_BACKOFF;
     loop {
+        let Some(endpoint) = named.borrow_and_update().clone() else {
+            if named.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
         let began = Instant::now();
-        match session(&shared, &endpoint).await {
-            Ok(()) => tracing::info!(proxy = %endpoint.addr, "tunnel closed"),
-            Err(e) => tracing::warn!(proxy = %endpoint.addr, error = %e, "no tunnel to the proxy"),
+        let addr = shared
+            .config
+            .proxy_addr
+            .as_deref()
+            .unwrap_or(&endpoint.addr);
+        tokio::select! {
+            r = session(&shared, &endpoint, addr) => match r {
+                Ok(()) => tracing::info!(proxy = %addr, "tunnel closed"),
+                Err(e) => tracing::warn!(proxy = %addr, error = %e, "no tunnel to the proxy"),
+            },
+            _ = named.changed() => {
+                backoff = MIN_BACKOFF;
+                continue;
+            }
         }
         if began.elapsed() > Duration::from_secs(10) {
             backoff = MIN_BACKOFF;
@@ -32,13 +51,18 @@ pub(crate) async fn run(shared: Arc<Shared>, endpoint: TunnelEndpoint) {
         let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
         tokio::select! {
             _ = tokio::time::sleep(backoff + Duration::from_millis(jitter)) => {}
+            _ = named.changed() => backoff = MIN_BACKOFF,
             _ = shared.shutdown.cancelled() => return,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
-async fn session(shared: &Arc<Shared>, endpoint: &TunnelEndpoint) -> Result<(), String> {
+async fn session(
+    shared: &Arc<Shared>,
+    endpoint: &TunnelEndpoint,
+    addr: &str,
+) -> Result<(), String> {
     let ca = shared
         .ca_pem()
         .ok_or("the server sent no CA certificate to check the proxy with")?;
@@ -52,7 +76,7 @@ async fn session(shared: &Arc<Shared>, endpoint: &TunnelEndpoint) -> Result<(), 
         .with_root_certificates(roots)
         .with_no_client_auth();
     let name = ServerName::try_from(endpoint.server_name.clone()).map_err(|e| e.to_string())?;
-    let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&endpoint.addr))
+    let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
         .await
         .map_err(|_| "connecting timed out".to_string())?
         .map_err(|e| format!("cannot connect: {e}"))?;
@@ -65,7 +89,7 @@ async fn session(shared: &Arc<Shared>, endpoint: &TunnelEndpoint) -> Result<(), 
         host: shared.config.name.clone(),
         token: shared.config.token.expose().to_string(),
     };
-    tracing::info!(proxy = %endpoint.addr, "tunnel to the proxy up");
+    tracing::info!(proxy = %addr, "tunnel to the proxy up");
     let sh = shared.clone();
     let serve = berth_tunnel::serve_agent(tls, &hello, move |instance, port| {
         let sh = sh.clone();

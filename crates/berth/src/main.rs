@@ -235,6 +235,23 @@ fn local_url(addr: SocketAddr) -> String {
     format!("http://{host}:{}", addr.port())
 }
 
+/// Where `berth up`'s proxy listens: users reach its SSH ports and HTTPS front at the
+/// public IP, so there when it is not this machine's loopback (on every address: a public
+/// IP may be forwarded to this machine rather than be one of its own), else where the API
+/// listens.
+fn proxy_listen_ip(api: std::net::IpAddr, public_ip: &str) -> std::net::IpAddr {
+    match public_ip.parse::<std::net::IpAddr>() {
+        Ok(ip) if !ip.is_loopback() => {
+            if ip.is_ipv4() {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            }
+        }
+        _ => api,
+    }
+}
+
 async fn up(a: UpArgs) -> anyhow::Result<()> {
     let data_dir = match a.data_dir {
         Some(d) => d,
@@ -242,6 +259,7 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
     };
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
+    let proxy_tunnel_port = a.proxy.proxy_tunnel_port;
     let server = berth_server::start(
         berth_server::ServerConfig {
             listen: a.listen,
@@ -254,11 +272,12 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
     .await
     .context("cannot start the server")?;
     let url = local_url(server.addr);
+    let proxy_ip = proxy_listen_ip(a.listen.ip(), &a.public_ip);
     let proxy = berth_proxy::start(
         berth_proxy::ProxyConfig {
             server_url: url.clone(),
             token: server.agent_token.clone(),
-            listen_ip: a.listen.ip(),
+            listen_ip: proxy_ip,
         },
         shutdown.clone(),
     )
@@ -276,6 +295,16 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
         data_dir: data_dir.join("agent"),
         dns_names: a.public_dns,
         local_ports: "46000-46999".parse().map_err(anyhow::Error::msg)?,
+        // The in-process proxy, on loopback whatever the public address.
+        proxy_addr: Some(format!(
+            "{}:{}",
+            if proxy_ip.is_unspecified() {
+                std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST)
+            } else {
+                proxy_ip
+            },
+            proxy_tunnel_port
+        )),
     };
     let mut agent = tokio::spawn(berth_agent::run(agent_config, shutdown.clone()));
     // `berth create` must work as soon as this prints: wait for the agent to be connected.
@@ -351,6 +380,7 @@ async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         port_range: a.ports,
         dns_names: a.public_dns,
         local_ports: a.local_ports,
+        proxy_addr: None,
         data_dir: match a.data_dir {
             Some(d) => d,
             None => dirs::data_dir().map(|d| d.join("berth-agent")).context(

@@ -505,3 +505,107 @@ fn direct_keeps_working_when_the_tunnel_is_gone() {
     ]);
     assert!(!o.status.success());
 }
+
+/// This machine's address on its default route (not loopback).
+fn this_machines_address() -> String {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    // No packet is sent: connecting a UDP socket only picks the route and source address.
+    s.connect("192.0.2.1:9")
+        .expect("this test needs a default route (any non-loopback address)");
+    let ip = s.local_addr().unwrap().ip();
+    assert!(!ip.is_loopback(), "no non-loopback address: {ip}");
+    ip.to_string()
+}
+
+/// `berth up --public-ip IP`: users are told to reach the proxy at IP, and they can.
+#[test]
+fn berth_up_with_a_public_ip_serves_its_proxy_there() {
+    require_docker_and_images(&[SSH_IMAGE]);
+    let ip = this_machines_address();
+    let b = Berth::up_with(&["--public-ip", &ip]);
+    let key = KeyPair::new(&b.dir, "k");
+    let kh = b.dir.join("known_hosts");
+    b.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let id = b.create(&[SSH_IMAGE, "--ssh", "--wait"]);
+    let v = b.wait_state(id, "running");
+    let shown = v["proxy_ssh"].as_str().unwrap().to_string();
+    assert!(shown.starts_with(&format!("{ip}:")), "{v:#}");
+    let port = proxy_port(&v);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let o = ssh_at(
+            &ip,
+            port,
+            &key.private,
+            &kh,
+            &[],
+            "echo via the proxy at the public IP",
+        );
+        if o.status.success() {
+            assert_eq!(stdout(&o), "via the proxy at the public IP\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "ssh to {shown}: {}", stderr(&o));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = ssh_at(&ip, ssh_port(&v), &key.private, &kh, &[], "echo direct");
+    assert_eq!(stdout(&o), "direct\n", "{}", stderr(&o));
+}
+
+/// The server names another proxy host after a restart (and the proxy's certificate names
+/// it): agents move their tunnels by themselves, no agent restart.
+#[test]
+fn agents_follow_the_proxy_the_server_names() {
+    require_docker_and_images(&[SSH_IMAGE]);
+    let mut d = deployment::Deployment::start(deployment::Options {
+        db: None,
+        proxy: true,
+    });
+    d.start_agent("nat", "127.0.0.1", &[]);
+    let key = KeyPair::new(&d.dir, "k");
+    let kh = d.dir.join("known_hosts");
+    d.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let id = d
+        .ok(&["create", SSH_IMAGE, "--ssh", "--wait"])
+        .trim()
+        .to_string();
+    let v = d.wait_state(&id, "running");
+    let port = proxy_port(&v);
+    let o = ssh(port, &key.private, &kh, &[], "true");
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    d.stop_proxy();
+    d.stop_server();
+    d.set_proxy_host("localhost");
+    d.start_server();
+    d.start_proxy();
+    assert!(
+        d.show(&id)["proxy_ssh"]
+            .as_str()
+            .unwrap()
+            .starts_with("localhost:"),
+        "{:#}",
+        d.show(&id)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = ssh_at(
+            "localhost",
+            port,
+            &key.private,
+            &kh,
+            &["-o", "ConnectTimeout=2"],
+            "echo moved",
+        );
+        if o.status.success() {
+            assert_eq!(stdout(&o), "moved\n");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not move its tunnel to the new proxy: {}",
+            stderr(&o)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -110,6 +110,17 @@ impl Deployment {
         self.server = Some(s.child);
     }
 
+    /// Where the server says the proxy is, from its next start.
+    pub fn set_proxy_host(&mut self, host: &str) {
+        let i = self
+            .server_args
+            .iter()
+            .position(|a| a == "--proxy-host")
+            .expect("a deployment with a proxy")
+            + 1;
+        self.server_args[i] = host.to_string();
+    }
+
     pub fn stop_server(&mut self) {
         if let Some(mut c) = self.server.take() {
             terminate(&mut c);

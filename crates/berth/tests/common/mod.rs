@@ -177,10 +177,17 @@ pub struct Berth {
     pub proxy_ssh: (u16, u16),
     child: Option<Child>,
     restarts: u32,
+    /// More arguments of `berth up`.
+    extra: Vec<String>,
 }
 
 impl Berth {
     pub fn up() -> Berth {
+        Berth::up_with(&[])
+    }
+
+    /// `berth up` with more arguments.
+    pub fn up_with(extra: &[&str]) -> Berth {
         require_docker_and_images(&[BUSYBOX]);
         let dir = temp_dir("up");
         let mut b = Berth {
@@ -194,6 +201,7 @@ impl Berth {
             proxy_ssh: proxy_port_block(),
             child: None,
             restarts: 0,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         b.start();
         b
@@ -209,28 +217,28 @@ impl Berth {
         let data = self.dir.join("data");
         let config = self.dir.join("config.json");
         let log = self.dir.join(format!("berth-{}.log", self.restarts));
-        let s = spawn_berth(
-            &[
-                "up",
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--listen",
-                &listen,
-                "--ports",
-                &ports,
-                "--name",
-                "e2e-host",
-                "--proxy-tunnel-port",
-                &self.proxy_tunnel.to_string(),
-                "--proxy-https-port",
-                &self.proxy_https.to_string(),
-                "--proxy-ssh-ports",
-                &format!("{}-{}", self.proxy_ssh.0, self.proxy_ssh.1),
-            ],
-            &[("BERTH_CONFIG", &config)],
-            &log,
-            "try:",
-        );
+        let tunnel = self.proxy_tunnel.to_string();
+        let https = self.proxy_https.to_string();
+        let ssh_ports = format!("{}-{}", self.proxy_ssh.0, self.proxy_ssh.1);
+        let mut args = vec![
+            "up",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            &listen,
+            "--ports",
+            &ports,
+            "--name",
+            "e2e-host",
+            "--proxy-tunnel-port",
+            &tunnel,
+            "--proxy-https-port",
+            &https,
+            "--proxy-ssh-ports",
+            &ssh_ports,
+        ];
+        args.extend(self.extra.iter().map(String::as_str));
+        let s = spawn_berth(&args, &[("BERTH_CONFIG", &config)], &log, "try:");
         self.url = s.field("API:");
         self.admin_key = s.field("admin key:");
         self.deployment = s.field("deployment:");
@@ -482,7 +490,20 @@ pub fn ssh_port(v: &serde_json::Value) -> u16 {
 
 /// Runs the real OpenSSH client against 127.0.0.1:port as root with `key`.
 pub fn ssh(port: u16, key: &Path, known_hosts: &Path, extra: &[&str], cmd: &str) -> Output {
+    ssh_at("127.0.0.1", port, key, known_hosts, extra, cmd)
+}
+
+/// Runs the real OpenSSH client against host:port as root with `key`.
+pub fn ssh_at(
+    host: &str,
+    port: u16,
+    key: &Path,
+    known_hosts: &Path,
+    extra: &[&str],
+    cmd: &str,
+) -> Output {
     let port = port.to_string();
+    let target = format!("root@{host}");
     let kh = format!("UserKnownHostsFile={}", known_hosts.display());
     let mut args = vec![
         "-p",
@@ -503,7 +524,7 @@ pub fn ssh(port: u16, key: &Path, known_hosts: &Path, extra: &[&str], cmd: &str)
         "LogLevel=ERROR",
     ];
     args.extend_from_slice(extra);
-    args.push("root@127.0.0.1");
+    args.push(&target);
     args.push(cmd);
     Command::new("ssh")
         .args(&args)
