@@ -249,3 +249,57 @@ fn certificate_follows_a_new_public_ip() {
         "{v:#}"
     );
 }
+
+/// A deployment whose CA was replaced (README: delete ca.key and ca.crt) issues every
+/// instance a certificate from the new CA at its next start: the old ones would be refused
+/// by everyone who installed the new CA, and by the agent's own health check.
+#[test]
+fn a_new_ca_issues_every_certificate_anew() {
+    require_docker_and_images(&[JUPYTER_IMAGE]);
+    let mut d = deployment::Deployment::start(Default::default());
+    let (first, last) = port_block();
+    d.start_agent(
+        "ca-host",
+        "127.0.0.1",
+        &["--ports", &format!("{first}-{last}")],
+    );
+    let id = d
+        .ok(&["create", JUPYTER_IMAGE, "--jupyter"])
+        .trim()
+        .to_string();
+    d.wait_state(&id, "running");
+    let old_ca = d.dir.join("old-ca.crt");
+    d.ok(&["cert", "--out", old_ca.to_str().unwrap()]);
+
+    d.stop_server();
+    for f in ["ca.key", "ca.crt"] {
+        std::fs::remove_file(d.dir.join("data").join(f)).unwrap();
+    }
+    d.start_server();
+    d.wait_host("ca-host", true);
+    let new_ca = d.dir.join("new-ca.crt");
+    d.ok(&["cert", "--out", new_ca.to_str().unwrap()]);
+    assert_ne!(
+        std::fs::read(&old_ca).unwrap(),
+        std::fs::read(&new_ca).unwrap(),
+        "a new CA was made"
+    );
+    d.ok(&["stop", &id]);
+    d.wait_state(&id, "stopped");
+    d.ok(&["start", &id]);
+    let v = d.wait_state(&id, "running");
+    let port = jupyter_port(&v);
+    let verify = |ca: &std::path::Path| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "openssl s_client -connect 127.0.0.1:{port} -CAfile {} -verify_return_error </dev/null",
+                ca.display()
+            ))
+            .output()
+            .expect("openssl is needed");
+        out.status.success() && stdout(&out).contains("Verify return code: 0 (ok)")
+    };
+    assert!(verify(&new_ca), "the certificate is from the new CA");
+    assert!(!verify(&old_ca), "and not from the old one");
+}

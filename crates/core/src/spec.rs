@@ -111,6 +111,9 @@ pub struct TlsMaterial {
     /// The SANs it names: IP addresses and DNS names, as text.
     pub names: Vec<String>,
     pub not_after_unix: i64,
+    /// SHA-256 (hex) of the CA certificate (DER) that issued it: a new CA issues anew.
+    #[serde(default)]
+    pub ca_sha256: String,
 }
 
 impl fmt::Debug for TlsMaterial {

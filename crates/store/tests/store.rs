@@ -893,6 +893,7 @@ async fn ssh_keys(db: Db) {
             key_pem: "-----BEGIN PRIVATE KEY-----\ny\n".into(),
             names: vec!["127.0.0.1".into(), "localhost".into()],
             not_after_unix: 1_900_000_000,
+            ca_sha256: "ab12".into(),
         }),
     };
     assert!(s.set_secrets(id, &secrets).await.unwrap());
