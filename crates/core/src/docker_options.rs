@@ -28,8 +28,16 @@ pub fn parse(s: &str) -> Result<DockerOptions, String> {
                 Some((o, v)) => (format!("--{o}"), Some(v.to_string())),
                 None => (w.clone(), None),
             }
-        } else if w.starts_with('-') && w.len() > 2 {
-            (w[..2].to_string(), Some(w[2..].to_string()))
+        } else if let Some(short) = w.strip_prefix('-').and_then(|r| r.chars().next()) {
+            // `-eK=V`, and `-e=K=V` as Docker's flag parser takes it too.
+            let rest = &w[1 + short.len_utf8()..];
+            let rest = rest.strip_prefix('=').unwrap_or(rest);
+            let opt = format!("-{short}");
+            if rest.is_empty() && w.len() == opt.len() {
+                (opt, None)
+            } else {
+                (opt, Some(rest.to_string()))
+            }
         } else {
             (w.clone(), None)
         };
@@ -235,7 +243,7 @@ mod tests {
     #[test]
     fn parses_env_and_ports_in_every_spelling() {
         let o = parse(
-            r#"-e A=1 -eB=2 --env C=3 --env=D=4 -e 'MSG=hello world' -e "Q=say \"hi\" \$HOME" -e E= -p 8081:8081 -p7000/udp --publish 9000-9002 --publish=127.0.0.1:80:8080/tcp -p :5000"#,
+            r#"-e A=1 -eB=2 --env C=3 --env=D=4 -e 'MSG=hello world' -e "Q=say \"hi\" \$HOME" -e E= -e=F=ü -p 8081:8081 -p7000/udp --publish 9000-9002 --publish=127.0.0.1:80:8080/tcp -p :5000 -p=5001"#,
         )
         .unwrap();
         assert_eq!(
@@ -248,6 +256,7 @@ mod tests {
                 ("MSG".into(), "hello world".into()),
                 ("Q".into(), "say \"hi\" $HOME".into()),
                 ("E".into(), "".into()),
+                ("F".into(), "ü".into()),
             ]
         );
         assert_eq!(
@@ -263,6 +272,7 @@ mod tests {
                 tcp(9002),
                 tcp(8080),
                 tcp(5000),
+                tcp(5001),
             ]
         );
     }
@@ -304,6 +314,12 @@ mod tests {
             ("hello", "unexpected word"),
             ("-e 'A=1", "unclosed single quote"),
             ("-e \"A=1", "unclosed double quote"),
+            // Words that are not ASCII are refused, never cut inside a character.
+            ("-é", "unknown option \"-é\""),
+            ("-éx=1", "unknown option \"-é\""),
+            ("--é", "unknown option \"--é\""),
+            ("-", "unknown option \"-\""),
+            ("-e=", "expected NAME=VALUE"),
         ];
         for (input, want) in cases {
             let err = parse(input).expect_err(input);
