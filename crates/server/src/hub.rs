@@ -440,10 +440,15 @@ async fn jupyter_material(
     let mut names = vec![facts.public_ip.clone()];
     names.extend(facts.dns_names.iter().cloned());
     let now = now_ms() / 1000;
-    let current = secrets
-        .tls
-        .clone()
-        .filter(|t| t.names == names && t.not_after_unix - now > RENEW_BEFORE_SECS);
+    let ca_sha256 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(ca.cert_der()))
+    };
+    // Kept while it names the host's current names, is far from expiry, and was issued by
+    // the CA users trust now (after the CA was replaced, every certificate is issued anew).
+    let current = secrets.tls.clone().filter(|t| {
+        t.names == names && t.not_after_unix - now > RENEW_BEFORE_SECS && t.ca_sha256 == ca_sha256
+    });
     let tls = match current {
         Some(t) => t,
         None => {
@@ -462,6 +467,7 @@ async fn jupyter_material(
                 key_pem: issued.key_pem,
                 names,
                 not_after_unix: issued.not_after_unix,
+                ca_sha256,
             };
             secrets.tls = Some(t.clone());
             changed = true;
