@@ -221,6 +221,7 @@ impl Engine {
             labels: Some(plan.labels.clone().into_iter().collect()),
             exposed_ports: Some(exposed),
             user: plan.user.clone(),
+            stop_signal: plan.stop_signal.clone(),
             host_config: Some(HostConfig {
                 binds: Some(
                     plan.mounts

@@ -48,10 +48,14 @@ fn ssh_through_the_proxy_on_a_host_without_open_ports() {
         &key.private,
         &kh,
         &[],
-        "echo through the proxy; echo $BERTH_INSTANCE_ID",
+        "echo through the proxy; echo $BERTH_INSTANCE_ID; echo \"[$BERTH_TCP_PORT_22]\"",
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), format!("through the proxy\n{id}\n"));
+    assert_eq!(
+        stdout(&out),
+        format!("through the proxy\n{id}\n[]\n"),
+        "no BERTH_TCP_PORT_ variable for a port nobody can reach directly"
+    );
 
     // scp both ways and sftp.
     let local = d.dir.join("f.txt");

@@ -482,6 +482,47 @@ fn the_container_cannot_turn_the_agent_against_the_host() {
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "HOST SECRET\n");
 }
 
+/// berth's init is PID 1 and stops on SIGTERM, so an image's STOPSIGNAL (meant for its own
+/// process, which ssh mode does not run) must not be what `stop` sends.
+#[test]
+fn an_images_stopsignal_does_not_slow_stop_down() {
+    require_docker_and_images(&[SSH_IMAGE]);
+    let b = Berth::up();
+    let image = format!("berth-e2e/stopsignal-{}", b.deployment);
+    // A Dockerfile on stdin, no context: FROM a local image needs no registry.
+    let mut build = Command::new("docker")
+        .args(["build", "-q", "-t", &image, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    build
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("FROM {SSH_IMAGE}\nSTOPSIGNAL SIGWINCH\n").as_bytes())
+        .unwrap();
+    let out = build.wait_with_output().unwrap();
+    assert!(out.status.success(), "docker build: {}", stderr(&out));
+    let id = b.create(&[&image, "--ssh", "--wait"]);
+    b.wait_state(id, "running");
+    let began = Instant::now();
+    b.ok(&["stop", &id.to_string()]);
+    let v = b.wait_state(id, "stopped");
+    let took = began.elapsed();
+    let container = v["container_id"].as_str().unwrap().to_string();
+    let code = inspect(&container, "{{.State.ExitCode}}");
+    b.ok(&["destroy", &id.to_string()]);
+    let _ = Command::new("docker").args(["rmi", &image]).output();
+    assert!(
+        took < Duration::from_secs(5),
+        "stop took {took:?}: init did not get SIGTERM"
+    );
+    assert_eq!(code, "0", "init stopped cleanly, not killed");
+}
+
 #[test]
 fn images_without_sshd_fail_with_the_reason_at_once() {
     require_docker_and_images(&[DEBIAN]);

@@ -71,6 +71,8 @@ pub struct ContainerPlan {
     /// The user PID 1 runs as; `None` keeps the image's USER.
     pub user: Option<String>,
     pub mounts: Vec<Mount>,
+    /// The signal `docker stop` sends; `None` keeps the image's STOPSIGNAL.
+    pub stop_signal: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -147,16 +149,18 @@ pub fn plan(
     gpu_device_ids: &[String],
     jupyter_token: Option<&str>,
 ) -> Result<ContainerPlan, PlanError> {
-    let (entrypoint, cmd, user, mounts) = match spec.mode {
+    let (entrypoint, cmd, user, stop_signal, mounts) = match spec.mode {
         LaunchMode::Entrypoint => {
             let (e, c) = entrypoint_argv(spec, image)?;
-            (e, c, None, Vec::new())
+            (e, c, None, None, Vec::new())
         }
-        // berth's init replaces ENTRYPOINT and CMD; it runs as root to run sshd (and Jupyter).
+        // berth's init replaces ENTRYPOINT and CMD; it runs as root to run sshd (and Jupyter),
+        // and it stops on SIGTERM, whatever STOPSIGNAL the image's own process wanted.
         LaunchMode::Ssh | LaunchMode::Jupyter => (
             vec![INIT_IN_CONTAINER.to_string()],
             Vec::new(),
             Some("0".to_string()),
+            Some("SIGTERM".to_string()),
             vec![
                 Mount {
                     source: host.init_path.clone(),
@@ -185,7 +189,9 @@ pub fn plan(
         let token = jupyter_token.ok_or(PlanError::NoJupyterToken)?;
         env.push(format!("JUPYTER_TOKEN={token}"));
     }
-    for m in ports {
+    // Direct mappings only: a host without open ports binds its instances' ports to its
+    // loopback, for the proxy's tunnel; nobody can reach those from outside.
+    for m in ports.iter().filter(|m| !m.local) {
         let proto = match m.proto {
             PortProto::Tcp => "TCP",
             PortProto::Udp => "UDP",
@@ -212,6 +218,7 @@ pub fn plan(
         gpu_device_ids: gpu_device_ids.to_vec(),
         user,
         mounts,
+        stop_signal,
     })
 }
 
@@ -341,6 +348,13 @@ mod tests {
                 proto: PortProto::Udp,
                 local: false,
             },
+            // Loopback only (a host without open ports): not a direct mapping, no variable.
+            PortMapping {
+                internal: 22,
+                external: 46001,
+                proto: PortProto::Tcp,
+                local: true,
+            },
         ];
         let p = plan(
             42,
@@ -362,6 +376,11 @@ mod tests {
                 "BERTH_TCP_PORT_8000=40001",
                 "BERTH_UDP_PORT_7000=40002",
             ]
+        );
+        assert_eq!(p.ports.len(), 3, "every mapping is still made");
+        assert_eq!(
+            p.stop_signal, None,
+            "entrypoint mode keeps the image's STOPSIGNAL"
         );
         assert_eq!(p.name, "berth-d3adb33f-i42");
         assert_eq!(p.labels[labels::INSTANCE], "42");
@@ -414,6 +433,11 @@ mod tests {
         let p = plan(5, &s, &i, &host(), &[], &[], None).unwrap();
         assert_eq!(p.entrypoint, vec!["/.berth/init"]);
         assert!(p.cmd.is_empty(), "the image's CMD is not run");
+        assert_eq!(
+            p.stop_signal.as_deref(),
+            Some("SIGTERM"),
+            "init stops on SIGTERM, whatever the image's STOPSIGNAL"
+        );
         assert_eq!(p.user.as_deref(), Some("0"));
         assert_eq!(
             p.mounts,
