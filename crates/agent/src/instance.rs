@@ -17,6 +17,9 @@ use tracing::Instrument;
 const CONNECTING_RECHECK: Duration = Duration::from_millis(100);
 /// How often a settled instance is looked at again without an event.
 const IDLE_RECHECK: Duration = Duration::from_secs(10);
+/// How often the services of a running ssh/jupyter instance are probed again: every probe
+/// is a connection sshd logs in the container's output.
+const REPROBE: Duration = Duration::from_secs(30);
 /// After an engine error, try again this soon.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -26,6 +29,8 @@ struct Memory {
     container: Option<String>,
     /// The desired run state that failed, and why: not retried until the user asks again.
     failed: Option<(RunState, String)>,
+    /// When the services last answered, and in which run of the container (its start time).
+    answered: Option<(Option<String>, Instant)>,
 }
 
 pub(crate) async fn run(
@@ -220,9 +225,19 @@ async fn converge(
             }
             if info.running {
                 // ssh and jupyter: "running" only once sshd really greets.
-                if ssh_mode && !services_answer(shared, d, &info).await {
-                    shared.record(actual(shared, id, d, Phase::Connecting, Some(&info)));
-                    return CONNECTING_RECHECK;
+                if ssh_mode {
+                    let fresh = mem
+                        .answered
+                        .as_ref()
+                        .is_some_and(|(run, at)| *run == info.started_at && at.elapsed() < REPROBE);
+                    if !fresh {
+                        if !services_answer(shared, d, &info).await {
+                            mem.answered = None;
+                            shared.record(actual(shared, id, d, Phase::Connecting, Some(&info)));
+                            return CONNECTING_RECHECK;
+                        }
+                        mem.answered = Some((info.started_at.clone(), Instant::now()));
+                    }
                 }
                 shared.record(actual(shared, id, d, Phase::Running, Some(&info)));
             } else if let (true, Err(reason)) =

@@ -153,6 +153,11 @@ impl SshdConfig {
         add("PrintLastLog", "no");
         add("ClientAliveInterval", "30");
         add("ClientAliveCountMax", "6");
+        // Every connection reaches sshd from one address, the Docker bridge's gateway (the
+        // port mapping, the proxy's tunnel, the agent's health check): OpenSSH 9.8+'s
+        // per-source penalties would soon lock every user out. (Older sshd do not know the
+        // option; validation drops it.)
+        add("PerSourcePenalties", "no");
         add("Subsystem", &format!("sftp {}", inputs.sftp_server));
         // sshd takes only the FIRST SetEnv line, so every variable goes on one line.
         if !inputs.env.is_empty() {
@@ -338,6 +343,7 @@ mod tests {
             "\nPrintLastLog no\n",
             "\nClientAliveInterval 30\n",
             "\nClientAliveCountMax 6\n",
+            "\nPerSourcePenalties no\n",
             "\nSubsystem sftp /usr/lib/openssh/sftp-server\n",
             "\nSetEnv BERTH_INSTANCE_ID=\"i-1\" Q=\"a \\\"b\\\"\"\n",
         ] {

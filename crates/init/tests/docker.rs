@@ -412,7 +412,8 @@ fn ssh_image_serves_ssh_runs_onstart_reaps_and_stops_fast() {
     // onstart: ran in WORKDIR, both streams in both logs, saved as /root/onstart.sh.
     let log = wait_until(Duration::from_secs(30), "onstart to end", || {
         let l = inst.onstart_log();
-        l.contains("--- onstart ended ").then_some(l)
+        // The whole end line: a reader may see a write to the file half done.
+        (l.contains("--- onstart ended ") && l.ends_with(" ---\n")).then_some(l)
     });
     assert!(log.starts_with("--- onstart started "), "{log}");
     assert_no_standard_signal_ignored(&log);
