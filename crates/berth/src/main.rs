@@ -58,6 +58,8 @@ struct UpArgs {
     public_dns: Vec<String>,
     #[command(flatten)]
     proxy: ProxyFlags,
+    #[command(flatten)]
+    https: HttpsCertFlags,
 }
 
 /// Where the deployment's proxy is (the server tells agents and the proxy itself).
@@ -100,6 +102,29 @@ struct ProxyArgs {
     /// Address the proxy's listeners bind.
     #[arg(long, default_value = "0.0.0.0")]
     listen_ip: std::net::IpAddr,
+    #[command(flatten)]
+    https: HttpsCertFlags,
+}
+
+/// The HTTPS front's certificate, if the operator brings one.
+#[derive(Args)]
+struct HttpsCertFlags {
+    /// PEM certificate chain for the HTTPS front (e.g. an ACME client's fullchain.pem for
+    /// *.DOMAIN) instead of one from berth's CA; re-read when it changes
+    #[arg(long, requires = "https_key", value_name = "FILE")]
+    https_cert: Option<PathBuf>,
+    /// PEM private key of --https-cert
+    #[arg(long, requires = "https_cert", value_name = "FILE")]
+    https_key: Option<PathBuf>,
+}
+
+impl HttpsCertFlags {
+    fn files(self) -> Option<berth_proxy::CertFiles> {
+        Some(berth_proxy::CertFiles {
+            cert: self.https_cert?,
+            key: self.https_key?,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -278,6 +303,7 @@ async fn up(a: UpArgs) -> anyhow::Result<()> {
             server_url: url.clone(),
             token: server.agent_token.clone(),
             listen_ip: proxy_ip,
+            https_cert: a.https.files(),
         },
         shutdown.clone(),
     )
@@ -401,6 +427,7 @@ async fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
             server_url: a.server,
             token: berth_core::Secret::new(a.token),
             listen_ip: a.listen_ip,
+            https_cert: a.https.files(),
         },
         shutdown,
     )

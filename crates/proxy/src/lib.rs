@@ -43,6 +43,17 @@ pub struct ProxyConfig {
     pub token: Secret,
     /// Where every listener binds (tunnel, HTTPS, SSH ports), e.g. `0.0.0.0` or `127.0.0.1`.
     pub listen_ip: IpAddr,
+    /// The HTTPS front's certificate from the operator (e.g. from ACME) instead of the one
+    /// berth's CA issues; its files are read again when they change.
+    pub https_cert: Option<CertFiles>,
+}
+
+/// A certificate chain and its private key, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    /// The certificate first, then any intermediates (a `fullchain.pem`).
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +163,14 @@ pub async fn start(
     let server = Arc::new(server::Server::new(&cfg)?);
     let remote = server.config_with_retry(&shutdown).await?;
     let tunnel_tls = tls::server(&remote, &[])?;
-    let https_tls = tls::server(&remote, &[b"http/1.1"])?;
+    let file_cert = match &cfg.https_cert {
+        Some(files) => Some(tls::FileCert::load(files.clone())?),
+        None => None,
+    };
+    let https_tls = match &file_cert {
+        Some(fc) => tls::server_with(fc.clone(), &[b"http/1.1"])?,
+        None => tls::server(&remote, &[b"http/1.1"])?,
+    };
     let upstream_tls = tls::upstream_client(&remote)?;
 
     let tunnel_listener = bind(
@@ -199,7 +217,7 @@ pub async fn start(
         domain: remote.domain.clone(),
         shared: shared.clone(),
     });
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(tunnel::serve(
             tunnel_listener,
             tokio_rustls::TlsAcceptor::from(tunnel_tls),
@@ -209,6 +227,9 @@ pub async fn start(
         tokio::spawn(https::serve(https_listener, front)),
         tokio::spawn(poller.run()),
     ];
+    if let Some(fc) = file_cert {
+        tasks.push(tokio::spawn(fc.watch(shutdown.clone())));
+    }
     tracing::info!(
         tunnels = %tunnel_addr,
         https = %https_addr,

@@ -5,7 +5,7 @@ use berth_ca::Ca;
 use berth_core::protocol::proxy::{ProxyConfig as Remote, Route, Routes, CONFIG_PATH, ROUTES_PATH};
 use berth_core::protocol::PortRange;
 use berth_core::Secret;
-use berth_proxy::{ProxyConfig, ProxyError, RunningProxy};
+use berth_proxy::{CertFiles, ProxyConfig, ProxyError, RunningProxy};
 use berth_tunnel::{DialError, Hello, TunnelError, PROTOCOL_VERSION};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -343,12 +343,11 @@ fn route(instance: i64, host: &str, http_ports: Vec<u16>, token: &str) -> Route 
     }
 }
 
-async fn env() -> Env {
-    let dir = TempDir::new();
-    let ca = Ca::load_or_create(&dir.0, "berth CA proxy test").unwrap();
+/// What the fake server serves: the proxy's settings with a certificate from `ca`, and
+/// `routes`.
+fn server_state(ca: &Ca, routes: Vec<Route>) -> ServerState {
     let proxy_cert = ca.issue_proxy(DOMAIN, "127.0.0.1", DAY).unwrap();
-    let ssh_port = free_port();
-    let state = Arc::new(Mutex::new(ServerState {
+    ServerState {
         config: Remote {
             public_host: "127.0.0.1".into(),
             domain: DOMAIN.into(),
@@ -362,23 +361,42 @@ async fn env() -> Env {
             key_pem: proxy_cert.key_pem.clone(),
             ca_pem: ca.cert_pem().to_string(),
         },
-        routes: Routes {
-            version: 0,
-            routes: vec![
-                route7(ssh_port),
-                // A host whose agent never connects.
-                route(8, "h-none", vec![], "tok8-0123456789"),
-            ],
-        },
+        routes: Routes { version: 0, routes },
         config_failures: 0,
         routes_down: false,
         route_fetches: 0,
-    }));
+    }
+}
+
+async fn env() -> Env {
+    env_with(None).await
+}
+
+/// [`env`], with the operator's certificate files for the HTTPS front.
+async fn env_with(https_cert: Option<CertFiles>) -> Env {
+    let dir = TempDir::new();
+    let ca = Ca::load_or_create(&dir.0, "berth CA proxy test").unwrap();
+    let ssh_port = free_port();
+    let state = Arc::new(Mutex::new(server_state(
+        &ca,
+        vec![
+            route7(ssh_port),
+            // A host whose agent never connects.
+            route(8, "h-none", vec![], "tok8-0123456789"),
+        ],
+    )));
     let server = fake_server(state.clone()).await;
+
     let shutdown = CancellationToken::new();
-    let proxy = berth_proxy::start(config(server), shutdown.clone())
-        .await
-        .unwrap();
+    let proxy = berth_proxy::start(
+        ProxyConfig {
+            https_cert,
+            ..config(server)
+        },
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
     wait_until("the SSH port", Duration::from_secs(5), || {
         proxy.ssh_ports().contains(&ssh_port)
     })
@@ -409,6 +427,7 @@ fn config(server: SocketAddr) -> ProxyConfig {
         server_url: format!("http://{server}/"),
         token: Secret::new(PROXY_TOKEN),
         listen_ip: LOCALHOST,
+        https_cert: None,
     }
 }
 
@@ -875,6 +894,7 @@ async fn start_waits_for_the_server_and_stops_cleanly() {
             server_url: format!("http://127.0.0.1:{}", free_port()),
             token: Secret::new(PROXY_TOKEN),
             listen_ip: LOCALHOST,
+            https_cert: None,
         },
         shutdown.clone(),
     ));
@@ -885,4 +905,92 @@ async fn start_waits_for_the_server_and_stops_cleanly() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+/// The operator's own certificate (e.g. from ACME) is what the HTTPS front serves, and a
+/// renewed one is picked up without a restart; a renewal that does not load (a key that is
+/// not the certificate's) keeps the last good pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_certificate_is_served_and_renewed() {
+    let dir = TempDir::new();
+    let operator = |n: &str| {
+        let d = dir.0.join(n);
+        std::fs::create_dir_all(&d).unwrap();
+        Ca::load_or_create(&d, &format!("operator CA {n}")).unwrap()
+    };
+    let (acme1, acme2) = (operator("1"), operator("2"));
+    let files = CertFiles {
+        cert: dir.0.join("fullchain.pem"),
+        key: dir.0.join("privkey.pem"),
+    };
+    let issue = |ca: &Ca| ca.issue_proxy(DOMAIN, "127.0.0.1", DAY).unwrap();
+    let first = issue(&acme1);
+    std::fs::write(
+        &files.cert,
+        format!("{}{}", first.cert_pem, acme1.cert_pem()),
+    )
+    .unwrap();
+    std::fs::write(&files.key, &first.key_pem).unwrap();
+    let env = env_with(Some(files.clone())).await;
+    let trusts = |ca: &Ca| {
+        let (connector, addr) = (tls_client(ca), env.https_addr());
+        async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = ServerName::try_from("i7-7860.berth.test").unwrap();
+            connector.connect(name, tcp).await.is_ok()
+        }
+    };
+    assert!(trusts(&acme1).await, "the operator's certificate is served");
+    assert!(!trusts(&env.ca).await, "not one from berth's CA");
+
+    // A broken renewal: the new key is not the certificate's. The last pair stays.
+    std::fs::write(&files.key, issue(&acme2).key_pem).unwrap();
+    tokio::time::sleep(RELOAD_SEEN).await;
+    assert!(trusts(&acme1).await, "the last good pair is kept");
+
+    // The real renewal: both files anew.
+    let second = issue(&acme2);
+    std::fs::write(&files.cert, &second.cert_pem).unwrap();
+    std::fs::write(&files.key, &second.key_pem).unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !trusts(&acme2).await {
+        assert!(
+            Instant::now() < end,
+            "the renewed certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!trusts(&acme1).await);
+}
+
+/// Longer than the proxy's check of its certificate files (every 5 s).
+const RELOAD_SEEN: Duration = Duration::from_millis(6500);
+
+#[tokio::test]
+async fn an_operators_certificate_that_does_not_load_is_refused_at_start() {
+    let dir = TempDir::new();
+    let files = CertFiles {
+        cert: dir.0.join("missing.pem"),
+        key: dir.0.join("missing.key"),
+    };
+    let e = berth_proxy::start(
+        ProxyConfig {
+            https_cert: Some(files),
+            ..config(
+                fake_server(Arc::new(Mutex::new(server_state(
+                    &Ca::load_or_create(&dir.0, "berth CA").unwrap(),
+                    Vec::new(),
+                ))))
+                .await,
+            )
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .err()
+    .expect("a missing certificate file is refused");
+    assert!(
+        matches!(e, ProxyError::BadConfig(ref m) if m.contains("cannot read the certificate")),
+        "{e}"
+    );
 }
