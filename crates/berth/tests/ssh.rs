@@ -312,9 +312,21 @@ fn ssh_mode_end_to_end() {
     assert_eq!(log.matches("onstart ran as 0").count(), 2, "{log}");
 
     // berth's own client commands.
+    // Both ways, direct first; or the one asked for.
+    let urls = b.ok(&["ssh-url", &ids]);
+    let v = b.show(id);
+    let proxy = v["proxy_ssh"].as_str().unwrap();
     assert_eq!(
-        b.ok(&["ssh-url", &ids]).trim(),
-        format!("ssh://root@127.0.0.1:{port}")
+        urls,
+        format!("ssh://root@127.0.0.1:{port}\nssh://root@{proxy}\n")
+    );
+    assert_eq!(
+        b.ok(&["ssh-url", &ids, "--direct"]),
+        format!("ssh://root@127.0.0.1:{port}\n")
+    );
+    assert_eq!(
+        b.ok(&["ssh-url", &ids, "--proxy"]),
+        format!("ssh://root@{proxy}\n")
     );
     let out = b.cli(&[
         "ssh",

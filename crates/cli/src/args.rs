@@ -113,8 +113,8 @@ pub enum Command {
         #[arg(long)]
         open: bool,
     },
-    /// Print an instance's SSH URL, ssh://root@HOST:PORT: the direct one if it has one,
-    /// else the one through the proxy
+    /// Print an instance's SSH URLs, ssh://root@HOST:PORT: the direct one first if it has
+    /// one, then the one through the proxy (--direct or --proxy: only that one)
     SshUrl {
         /// The instance
         #[arg(value_parser = id_parser())]

@@ -85,8 +85,15 @@ pub async fn run(cmd: Command) -> Result<ExitCode> {
         Command::Jupyter { id, route, open } => jupyter(&client, id, route.want(), open).await?,
         Command::SshUrl { id, route } => {
             let i = client.instance(id).await?;
-            let target = ssh::Endpoint::of(&i)?.preferred(route.want())?;
-            print(&format!("{}\n", target.url()))?
+            let endpoint = ssh::Endpoint::of(&i)?;
+            let mut text = format!("{}\n", endpoint.preferred(route.want())?.url());
+            // Without --direct or --proxy, the other way too, on a second line.
+            if route.want() == Want::Auto && endpoint.direct.is_some() {
+                if let Ok(proxy) = endpoint.preferred(Want::Proxy) {
+                    text.push_str(&format!("{}\n", proxy.url()));
+                }
+            }
+            print(&text)?
         }
         Command::Scp(args) => scp(&client, &args).await?,
         Command::SshConfig { identity } => ssh_config(&client, identity.as_deref()).await?,
