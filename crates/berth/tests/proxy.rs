@@ -316,7 +316,7 @@ async fn https_through_the_proxy_and_isolation() {
     let deadline = Instant::now() + Duration::from_secs(30);
     // Without the token: refused.
     let r = http.get(format!("{base}/index.html")).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(r.status().as_u16(), 404);
     // The link with the token sets a cookie and redirects.
     let r = http.get(&url).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 302, "{:?}", r.headers());
@@ -356,7 +356,7 @@ async fn https_through_the_proxy_and_isolation() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(r.status().as_u16(), 404);
 
     // Isolation: another instance's port under this instance's name, unexposed ports, the
     // agent's or server's ports, unknown instances and names: all the same 404.
@@ -508,6 +508,11 @@ fn direct_keeps_working_when_the_tunnel_is_gone() {
         "true",
     ]);
     assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("nothing greets at the proxy endpoint"),
+        "berth ssh --proxy says why it fails: {}",
+        stderr(&o)
+    );
 }
 
 /// This machine's address on its default route (not loopback).

@@ -383,6 +383,21 @@ async fn ssh_target(ep: ssh::Endpoint, want: Want) -> Result<ssh::Target> {
             "note: the direct endpoint {direct} does not answer; connecting through the proxy {}",
             target.addr
         );
+    } else if target.route == Route::Proxy {
+        // Not probed yet. ssh alone would only say "Connection closed by remote host".
+        let addr = target.addr.clone();
+        let greets =
+            tokio::task::spawn_blocking(move || route::ssh_answers(&addr, route::PROBE_TIMEOUT))
+                .await
+                .unwrap_or(true);
+        if !greets {
+            eprintln!(
+                "warning: nothing greets at the proxy endpoint {} of instance {}: its host's \
+                 tunnel to the proxy is down, or the proxy is (see `berth show {}` and `berth \
+                 hosts`); trying anyway",
+                target.addr, target.id, target.id
+            );
+        }
     }
     Ok(target)
 }

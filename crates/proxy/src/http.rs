@@ -201,15 +201,13 @@ pub(crate) fn response(status: &str, body: &str) -> Vec<u8> {
 }
 
 /// The same answer for every name the proxy does not serve, whatever the reason.
+/// The answer for a name that leads nowhere AND for an http port asked without its access
+/// token: the same, so that nobody learns which instances and ports exist.
 pub(crate) fn not_found() -> Vec<u8> {
-    response("404 Not Found", "404 not found\n")
-}
-
-pub(crate) fn forbidden() -> Vec<u8> {
     response(
-        "403 Forbidden",
-        "berth: this port needs the instance's access token (open the link from `berth show` \
-         or the web GUI)\n",
+        "404 Not Found",
+        "berth: not found. An instance's http port opens with its link from `berth show` or \
+         the web GUI, which carries the instance's access token.\n",
     )
 }
 

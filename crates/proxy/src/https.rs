@@ -181,6 +181,8 @@ async fn connection(front: &Front, tcp: TcpStream, peer: SocketAddr) {
     };
     let route = &entry.route;
     match upstream(route, port) {
+        // Jupyter asks for its own token; anyone may reach its login, so a failure says
+        // no more than that (no host names, no errors from inside).
         Some(Upstream::Jupyter) => jupyter(front, tls, buf, &entry, peer).await,
         Some(Upstream::Http) => {
             let token = route.access_token.as_str();
@@ -189,7 +191,7 @@ async fn connection(front: &Front, tcp: TcpStream, peer: SocketAddr) {
                     instance,
                     "the route's access token cannot go into a cookie; its http ports are refused"
                 );
-                return answer(&mut tls, &http::forbidden()).await;
+                return answer(&mut tls, &http::not_found()).await;
             }
             let cookie = http::cookie_name(instance);
             if let Some((given, location)) = http::take_token(&head.target) {
@@ -197,13 +199,14 @@ async fn connection(front: &Front, tcp: TcpStream, peer: SocketAddr) {
                     let r = http::token_redirect(&location, &cookie, token);
                     return answer(&mut tls, &r).await;
                 }
-                return answer(&mut tls, &http::forbidden()).await;
+                return answer(&mut tls, &http::not_found()).await;
             }
             if !http::cookie_matches(&head.cookies, &cookie, token) {
-                return answer(&mut tls, &http::forbidden()).await;
+                return answer(&mut tls, &http::not_found()).await;
             }
             drop(head);
-            let Some(upstream) = open(front, &mut tls, &entry, port, peer).await else {
+            // Past the token: the user may know why their port does not answer.
+            let Some(upstream) = open(front, &mut tls, &entry, port, peer, true).await else {
                 return;
             };
             forward(tls, upstream, buf, &entry).await;
@@ -212,18 +215,30 @@ async fn connection(front: &Front, tcp: TcpStream, peer: SocketAddr) {
     }
 }
 
-/// Opens a tunnel stream to `port` of the entry's instance, or answers 502 and says why.
+/// Opens a tunnel stream to `port` of the entry's instance, or answers 502: why, to a
+/// client that showed the instance's access token (`detail`), else only that it does not
+/// answer. The log has the reason either way.
 async fn open<S: AsyncRead + AsyncWrite + Unpin>(
     front: &Front,
     client: &mut S,
     entry: &Entry,
     port: u16,
     peer: SocketAddr,
+    detail: bool,
 ) -> Option<berth_tunnel::TunnelStream> {
     let route = &entry.route;
+    let vague = format!(
+        "port {port} of instance {} does not answer now (is it running?)",
+        route.instance
+    );
     if route.host.is_empty() {
         let why = format!("instance {} is not on a host yet", route.instance);
-        answer(client, &http::bad_gateway(&why)).await;
+        tracing::info!(%peer, instance = route.instance, port, "HTTPS: 502: {why}");
+        answer(
+            client,
+            &http::bad_gateway(if detail { &why } else { &vague }),
+        )
+        .await;
         return None;
     }
     let opened = tokio::select! {
@@ -234,7 +249,16 @@ async fn open<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(s) => Some(s),
         Err(e) => {
             tracing::info!(%peer, instance = route.instance, port, "HTTPS: 502: {e}");
-            answer(client, &http::bad_gateway(&e.to_string())).await;
+            let why = match e {
+                _ if detail => e.to_string(),
+                berth_tunnel::OpenError::NoTunnel(_) => format!(
+                    "the host of instance {} is not connected to the proxy now (its agent is \
+                     down or cut off)",
+                    route.instance
+                ),
+                _ => vague,
+            };
+            answer(client, &http::bad_gateway(&why)).await;
             None
         }
     }
@@ -254,9 +278,13 @@ async fn jupyter<S: AsyncRead + AsyncWrite + Unpin>(
             route.instance, route.public_ip
         );
         tracing::warn!("HTTPS: 502: {why}");
-        return answer(&mut client, &http::bad_gateway(&why)).await;
+        return answer(
+            &mut client,
+            &http::bad_gateway(&jupyter_vague(route.instance)),
+        )
+        .await;
     };
-    let Some(stream) = open(front, &mut client, entry, JUPYTER_PORT, peer).await else {
+    let Some(stream) = open(front, &mut client, entry, JUPYTER_PORT, peer, false).await else {
         return;
     };
     let why = match tokio::time::timeout(HEAD_TIMEOUT, front.upstream.connect(name, stream)).await {
@@ -268,7 +296,16 @@ async fn jupyter<S: AsyncRead + AsyncWrite + Unpin>(
         ),
     };
     tracing::info!(%peer, instance = route.instance, "HTTPS: 502: {why}");
-    answer(&mut client, &http::bad_gateway(&why)).await;
+    answer(
+        &mut client,
+        &http::bad_gateway(&jupyter_vague(route.instance)),
+    )
+    .await;
+}
+
+/// What anyone reaching a Jupyter name learns when it fails: no more than that.
+fn jupyter_vague(instance: i64) -> String {
+    format!("Jupyter of instance {instance} does not answer now (is it running?)")
 }
 
 /// Sends what was read (the head and anything after it), then pipes both ways until either

@@ -519,7 +519,8 @@ async fn ssh_port_carries_bytes_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_names_get_one_404_that_leaks_nothing() {
     let env = env().await;
-    let expect = "404 not found\n";
+    let expect = "berth: not found. An instance's http port opens with its link from `berth show` \
+                  or the web GUI, which carries the instance's access token.\n";
     // Through a real client: an unknown instance, a port the instance does not expose, a
     // port of a known instance that is neither Jupyter's nor http.
     for name in [
@@ -557,13 +558,20 @@ async fn unknown_names_get_one_404_that_leaks_nothing() {
 async fn http_port_needs_the_access_token() {
     let env = env().await;
     let name = "i7-7860.berth.test";
+    // Without the token, the answer is the one a name that leads nowhere gets, word for
+    // word: nobody learns which instances and ports exist.
+    let unknown = env.get("i99-7860.berth.test", "/app", None).await;
+    assert_eq!(unknown.status(), 404);
+    let unknown = unknown.text().await.unwrap();
+    assert!(unknown.contains("access token"), "{unknown}");
     let r = env.get(name, "/app", None).await;
-    assert_eq!(r.status(), 403);
-    assert!(r.text().await.unwrap().contains("access token"));
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.text().await.unwrap(), unknown);
 
-    // A link with a wrong token is refused too.
+    // A link with a wrong token is refused the same way.
     let r = env.get(name, "/app?berth_token=nope", None).await;
-    assert_eq!(r.status(), 403);
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.text().await.unwrap(), unknown);
 
     // The link with the token sets the cookie and sends the browser on without it.
     let r = env
@@ -596,7 +604,7 @@ async fn http_port_needs_the_access_token() {
         format!("berth_i7={ACCESS}x"),
     ] {
         let r = env.get(name, "/app", Some(&cookie)).await;
-        assert_eq!(r.status(), 403, "{cookie}");
+        assert_eq!(r.status(), 404, "{cookie}");
     }
 }
 
@@ -646,11 +654,14 @@ async fn jupyter_over_tls_with_keepalive_and_websocket_upgrade() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tunnel_down_answers_502_with_the_reason() {
     let env = env().await;
+    // Anyone may reach a Jupyter name (Jupyter asks for its own token): the answer says
+    // why, without naming hosts.
     let r = env.get("i8-8080.berth.test", "/", None).await;
     assert_eq!(r.status(), 502);
     assert_eq!(
         r.text().await.unwrap(),
-        "berth: host h-none has no tunnel to the proxy (its agent is not connected)\n"
+        "berth: the host of instance 8 is not connected to the proxy now (its agent is down \
+         or cut off)\n"
     );
 
     // Instance 7's agent goes away: its names answer 502, its SSH port closes connections.
@@ -665,7 +676,8 @@ async fn tunnel_down_answers_502_with_the_reason() {
         .text()
         .await
         .unwrap()
-        .starts_with("berth: host h1 has no tunnel to the proxy"));
+        .starts_with("berth: the host of instance 7 is not connected to the proxy now"));
+    // With the access token, the whole reason.
     let r = env
         .get(
             "i7-7860.berth.test",
@@ -674,6 +686,11 @@ async fn tunnel_down_answers_502_with_the_reason() {
         )
         .await;
     assert_eq!(r.status(), 502);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .starts_with("berth: host h1 has no tunnel to the proxy"));
     let mut s = TcpStream::connect(("127.0.0.1", env.ssh_port))
         .await
         .unwrap();
