@@ -287,6 +287,114 @@ fn templates_are_saved_listed_edited_removed_and_launched_with_overrides() {
     assert_eq!(b.show(id)["label"], "mine");
 }
 
+/// 0 GPUs, `--direct=false`/`--no-direct`, `--no-jupyter-lab` and `--label ''` are given
+/// values: they win over a template's at create, and an edit stores them (or, for the
+/// label, removes it) instead of keeping the template's.
+#[test]
+fn zero_false_and_empty_given_win_over_a_template() {
+    let b = Berth::up();
+    b.ok(&[
+        "templates",
+        "create",
+        "g1",
+        "--image",
+        BUSYBOX,
+        "--gpus",
+        "1",
+        "--label",
+        "tpl",
+    ]);
+    // This host has no GPUs: the template's 1 is refused, --gpus 0 wins over it.
+    let e = b.fails(&["create", "--template", "g1"]);
+    assert!(e.contains("gpus: 1 GPUs asked for"), "{e}");
+    let id = b.create(&["--template", "g1", "--gpus", "0", "--label", "", "--wait"]);
+    let v = b.show(id);
+    assert_eq!(
+        (v["gpus"].as_u64(), &v["label"]),
+        (Some(0), &Value::Null),
+        "{v:#}"
+    );
+    b.ok(&["destroy", &id.to_string()]);
+    // An edit to 0 GPUs and no label is kept.
+    assert_eq!(
+        b.ok(&["templates", "edit", "g1", "--gpus", "0", "--label", ""]),
+        "template g1 saved\n"
+    );
+    let t = json(&b.ok(&["templates", "show", "g1", "--json"]));
+    assert_eq!(t["settings"]["gpus"], 0, "{t:#}");
+    assert_eq!(t["settings"]["label"], Value::Null, "{t:#}");
+    let shown = b.ok(&["templates", "show", "g1"]);
+    assert!(
+        !shown.contains("gpus:") && !shown.contains("label:"),
+        "{shown}"
+    );
+    let id = b.create(&["--template", "g1", "--wait"]);
+    assert_eq!(b.show(id)["gpus"], 0);
+    b.ok(&["destroy", &id.to_string()]);
+
+    // --direct and --jupyter-lab switched off by a request, then by an edit.
+    b.ok(&[
+        "templates",
+        "create",
+        "j1",
+        "--image",
+        BUSYBOX,
+        "--jupyter",
+        "--direct",
+        "--jupyter-lab",
+    ]);
+    let t = json(&b.ok(&["templates", "show", "j1", "--json"]));
+    assert_eq!(
+        (&t["settings"]["direct"], &t["settings"]["jupyter_lab"]),
+        (&Value::Bool(true), &Value::Bool(true))
+    );
+    let flags = |id: i64| {
+        let v = b.show(id);
+        b.ok(&["destroy", &id.to_string()]);
+        (v["direct"].as_bool(), v["jupyter_lab"].as_bool())
+    };
+    assert_eq!(
+        flags(b.create(&["--template", "j1"])),
+        (Some(true), Some(true))
+    );
+    assert_eq!(
+        flags(b.create(&["--template", "j1", "--no-direct", "--no-jupyter-lab"])),
+        (Some(false), Some(false))
+    );
+    assert_eq!(
+        flags(b.create(&["--template", "j1", "--direct=false", "--jupyter-lab=false"])),
+        (Some(false), Some(false))
+    );
+    b.ok(&[
+        "templates",
+        "edit",
+        "j1",
+        "--direct=false",
+        "--no-jupyter-lab",
+    ]);
+    let t = json(&b.ok(&["templates", "show", "j1", "--json"]));
+    assert_eq!(
+        (&t["settings"]["direct"], &t["settings"]["jupyter_lab"]),
+        (&Value::Bool(false), &Value::Bool(false)),
+        "{t:#}"
+    );
+    let shown = b.ok(&["templates", "show", "j1"]);
+    assert!(
+        !shown.contains("direct:") && !shown.contains("jupyter lab:"),
+        "{shown}"
+    );
+    assert_eq!(
+        flags(b.create(&["--template", "j1"])),
+        (Some(false), Some(false))
+    );
+    // And on again.
+    b.ok(&["templates", "edit", "j1", "--direct", "--jupyter-lab=true"]);
+    assert_eq!(
+        flags(b.create(&["--template", "j1"])),
+        (Some(true), Some(true))
+    );
+}
+
 #[test]
 fn bad_template_input_is_refused_clearly_and_nothing_is_kept() {
     let b = Berth::up();
@@ -647,6 +755,47 @@ async fn the_templates_api() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v:#}");
     bad(&v, "template");
     assert_eq!(v["error"], "template: template nope not found");
+    // 0 given wins over a template's GPUs; null is not given; a number or a bool is
+    // accepted as before.
+    let (s, v) = call(
+        Method::POST,
+        "/templates",
+        Some(json!({"name": "g", "settings": {"image": BUSYBOX, "gpus": 1, "direct": false}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v:#}");
+    assert_eq!(
+        (&v["settings"]["gpus"], &v["settings"]["direct"]),
+        (&json!(1), &json!(false))
+    );
+    for body in [
+        json!({"template": "g"}),
+        json!({"template": "g", "gpus": null}),
+    ] {
+        let (s, v) = call(Method::POST, "/instances", Some(body.clone())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v:#}");
+        bad(&v, "gpus");
+    }
+    let (s, v) = call(
+        Method::POST,
+        "/instances",
+        Some(json!({"template": "g", "gpus": 0, "direct": null, "jupyter_lab": false})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v:#}");
+    let (_, i) = call(Method::GET, &format!("/instances/{}", v["id"]), None).await;
+    assert_eq!(
+        (&i["gpus"], &i["direct"]),
+        (&json!(0), &json!(false)),
+        "{i:#}"
+    );
+    let (s, v) = call(
+        Method::POST,
+        "/instances",
+        Some(json!({"image": BUSYBOX, "gpus": "0"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v:#}");
     // Without a template the image is still required.
     let (s, v) = call(Method::POST, "/instances", Some(json!({"mode": "ssh"}))).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v:#}");

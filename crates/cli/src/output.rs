@@ -339,13 +339,13 @@ pub fn template_details(t: &Template, now: i64) -> String {
     if let Some(l) = &s.label {
         lines.push(("label", vec![l.clone()]));
     }
-    if s.gpus > 0 {
-        lines.push(("gpus", vec![s.gpus.to_string()]));
+    if let Some(gpus) = s.gpus.filter(|n| *n > 0) {
+        lines.push(("gpus", vec![gpus.to_string()]));
     }
-    if s.direct {
+    if s.direct == Some(true) {
         lines.push(("direct", vec!["yes".into()]));
     }
-    if s.jupyter_lab {
+    if s.jupyter_lab == Some(true) {
         lines.push(("jupyter lab", vec!["yes".into()]));
     }
     if let Some(d) = &s.jupyter_dir {

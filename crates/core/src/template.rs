@@ -50,10 +50,9 @@ pub fn validate_readme(readme: &str) -> Result<(), String> {
 /// A create request laid over a template's settings. What the request gives wins:
 ///
 /// - `image`: the request's if not blank, else the template's;
-/// - `mode`, `entrypoint`, `args`, `label`, `onstart`, `jupyter_dir`: the request's if
-///   given (`Some`), else the template's;
-/// - `gpus`: the request's if not 0, else the template's;
-/// - `direct`, `jupyter_lab`: true if either says so;
+/// - `mode`, `entrypoint`, `args`, `label`, `onstart`, `jupyter_dir`, `gpus`, `direct`,
+///   `jupyter_lab`: the request's if given (`Some`, even `Some(0)`, `Some(false)` or
+///   `Some("")`), else the template's;
 /// - `env`: both maps, the request's value winning for a name in both;
 /// - `docker_options`: both strings, the template's first (later `-e` wins, so the
 ///   request's do);
@@ -119,17 +118,17 @@ pub fn merge(template: &CreateInstance, request: &CreateInstance) -> CreateInsta
         env,
         ports,
         label: request.label.clone().or_else(|| template.label.clone()),
-        gpus: if request.gpus != 0 {
-            request.gpus
-        } else {
-            template.gpus
-        },
+        gpus: request.gpus.or(template.gpus),
         onstart: request
             .onstart
             .clone()
             .or_else(|| kept(!entrypoint_mode, &template.onstart)),
-        direct: request.direct || (template.direct && !entrypoint_mode),
-        jupyter_lab: request.jupyter_lab || (template.jupyter_lab && jupyter_mode),
+        direct: request
+            .direct
+            .or_else(|| kept(!entrypoint_mode, &template.direct)),
+        jupyter_lab: request
+            .jupyter_lab
+            .or_else(|| kept(jupyter_mode, &template.jupyter_lab)),
         jupyter_dir: request
             .jupyter_dir
             .clone()
@@ -350,9 +349,9 @@ mod tests {
             env: env(&[("A", "template"), ("B", "template")]),
             ports: vec!["8000".into(), "9000/udp".into()],
             label: Some("tpl".into()),
-            gpus: 2,
+            gpus: Some(2),
             onstart: Some("echo template".into()),
-            direct: true,
+            direct: Some(true),
             http_ports: vec![7860],
             ..Default::default()
         }
@@ -375,24 +374,24 @@ mod tests {
         let r = CreateInstance {
             image: "team/app:2".into(),
             label: Some("mine".into()),
-            gpus: 1,
+            gpus: Some(1),
             onstart: Some("echo mine".into()),
             ..req()
         };
         let m = merge(&template(), &r);
         assert_eq!(m.image, "team/app:2");
         assert_eq!(m.label.as_deref(), Some("mine"));
-        assert_eq!(m.gpus, 1);
+        assert_eq!(m.gpus, Some(1));
         assert_eq!(m.onstart.as_deref(), Some("echo mine"));
         assert_eq!(m.mode, Some(LaunchMode::Ssh));
-        assert!(m.direct);
-        // A blank image or 0 GPUs are "not given".
+        assert_eq!(m.direct, Some(true));
+        // A blank image, or scalars left out, are "not given".
         let r = CreateInstance {
             image: "  ".into(),
             ..req()
         };
         let m = merge(&template(), &r);
-        assert_eq!((m.image.as_str(), m.gpus), ("team/app:1", 2));
+        assert_eq!((m.image.as_str(), m.gpus), ("team/app:1", Some(2)));
         // An empty label or onstart given on purpose wins (validation then drops it).
         let r = CreateInstance {
             label: Some(String::new()),
@@ -476,26 +475,55 @@ mod tests {
     }
 
     #[test]
-    fn flags_are_ored() {
+    fn zero_and_false_given_win_over_the_template() {
         let t = CreateInstance {
+            image: "x".into(),
             mode: Some(LaunchMode::Jupyter),
+            gpus: Some(1),
+            direct: Some(true),
+            jupyter_lab: Some(true),
             ..req()
         };
         let r = CreateInstance {
-            direct: true,
-            jupyter_lab: true,
+            gpus: Some(0),
+            direct: Some(false),
+            jupyter_lab: Some(false),
             ..req()
         };
         let m = merge(&t, &r);
-        assert!(m.direct && m.jupyter_lab);
+        assert_eq!(
+            (m.gpus, m.direct, m.jupyter_lab),
+            (Some(0), Some(false), Some(false))
+        );
+        let spec = InstanceSpec::from_request(&m).unwrap();
+        assert_eq!(
+            (spec.gpus, spec.direct, spec.jupyter_lab),
+            (0, false, false)
+        );
+        // Not given: the template's.
+        let m = merge(&t, &req());
+        assert_eq!(
+            (m.gpus, m.direct, m.jupyter_lab),
+            (Some(1), Some(true), Some(true))
+        );
+        // Switched on by the request over a template that has them off or unset.
         let t = CreateInstance {
+            image: "x".into(),
             mode: Some(LaunchMode::Jupyter),
-            direct: true,
-            jupyter_lab: true,
+            direct: Some(false),
             ..req()
         };
-        let m = merge(&t, &req());
-        assert!(m.direct && m.jupyter_lab);
+        let r = CreateInstance {
+            gpus: Some(3),
+            direct: Some(true),
+            jupyter_lab: Some(true),
+            ..req()
+        };
+        let m = merge(&t, &r);
+        assert_eq!(
+            (m.gpus, m.direct, m.jupyter_lab),
+            (Some(3), Some(true), Some(true))
+        );
     }
 
     #[test]
@@ -504,10 +532,10 @@ mod tests {
         let t = CreateInstance {
             image: "x".into(),
             mode: Some(LaunchMode::Jupyter),
-            jupyter_lab: true,
+            jupyter_lab: Some(true),
             jupyter_dir: Some("/work".into()),
             onstart: Some("echo hi".into()),
-            direct: true,
+            direct: Some(true),
             ..req()
         };
         let r = CreateInstance {
@@ -516,10 +544,10 @@ mod tests {
         };
         let m = merge(&t, &r);
         assert_eq!(m.mode, Some(LaunchMode::Ssh));
-        assert!(!m.jupyter_lab);
+        assert_eq!(m.jupyter_lab, None);
         assert_eq!(m.jupyter_dir, None);
         assert_eq!(m.onstart.as_deref(), Some("echo hi"));
-        assert!(m.direct);
+        assert_eq!(m.direct, Some(true));
         InstanceSpec::from_request(&m).unwrap();
         // ... and in entrypoint mode.
         let r = CreateInstance {
@@ -527,7 +555,7 @@ mod tests {
             ..req()
         };
         let m = merge(&t, &r);
-        assert_eq!((m.onstart, m.direct), (None, false));
+        assert_eq!((m.onstart, m.direct), (None, None));
         InstanceSpec::from_request(&merge(&t, &r)).unwrap();
         // An entrypoint template launched in ssh mode loses its entrypoint and args.
         let t = CreateInstance {

@@ -23,7 +23,8 @@ fn template_view(t: berth_store::TemplateRow) -> api::Template {
 }
 
 /// Checks a template's name, readme and settings; answers the readme and settings to store
-/// (an empty readme is none; the mode is always stated).
+/// (an empty readme is none; the mode is always stated; a blank label, onstart script or
+/// Docker-options string is none, as it is for an instance: `--label ''` removes a label).
 fn checked(
     name: &str,
     readme: Option<String>,
@@ -49,6 +50,15 @@ fn checked(
         message: e.message,
     })?;
     settings.mode = Some(settings.mode.unwrap_or_default());
+    for text in [
+        &mut settings.label,
+        &mut settings.onstart,
+        &mut settings.docker_options,
+    ] {
+        if text.as_ref().is_some_and(|t| t.trim().is_empty()) {
+            *text = None;
+        }
+    }
     Ok((readme, settings))
 }
 
