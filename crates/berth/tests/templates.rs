@@ -656,9 +656,20 @@ async fn the_templates_api() {
     assert_eq!(t["settings"]["mode"], "entrypoint");
     assert_eq!(t["settings"]["env"]["A"], "1");
     assert!(t["settings"].get("template").is_none(), "{t:#}");
+    // A name in use: a 409 on the field name, for both ways of making a template.
     let (s, v) = call(Method::POST, "/templates", Some(body)).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v:#}");
-    assert_eq!(v["error"], "template t1 already exists");
+    bad(&v, "name");
+    assert_eq!(v["error"], "name: template t1 already exists");
+    let (s, v) = call(
+        Method::POST,
+        "/templates/from-image",
+        Some(json!({"name": "t1", "image": BUSYBOX, "mode": "ssh"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v:#}");
+    bad(&v, "name");
+    assert_eq!(v["error"], "name: template t1 already exists");
 
     // Bad bodies: 400 naming the field; nothing stored.
     for (body, field) in [

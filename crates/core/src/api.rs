@@ -156,7 +156,8 @@ pub struct Me {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
-    /// The request field at fault, for 400s.
+    /// The request field at fault: for 400s, and for a 409 caused by one field (a
+    /// template name in use names `name`). `error` then starts with `FIELD: `.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
