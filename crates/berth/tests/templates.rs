@@ -485,6 +485,99 @@ fn bad_template_input_is_refused_clearly_and_nothing_is_kept() {
     assert_eq!(template_names(&b), ["dup"]);
 }
 
+/// Whether `out` holds a control character other than the newlines ending its lines.
+fn raw_controls(out: &str) -> Vec<char> {
+    out.chars()
+        .filter(|c| c.is_control() && *c != '\n')
+        .collect()
+}
+
+/// Human output shows stored control characters escaped as shell quoting shows them
+/// (`templates show`, `templates ls`, the notes of `--from-image`); `--json` stays exact.
+#[test]
+fn human_output_shows_control_characters_escaped() {
+    let b = Berth::up();
+    b.ok(&[
+        "templates",
+        "create",
+        "ctl",
+        "--image",
+        BUSYBOX,
+        "-e",
+        "K=x\ty",
+        "--env",
+        "-e 'O=p\rq'",
+        "--readme",
+        "red \u{1b}[31mtext\u{1b}[0m\rover",
+        "--args",
+        "a\rb",
+        "\u{1b}]0;title\u{7}",
+    ]);
+    let shown = b.ok(&["templates", "show", "ctl"]);
+    assert_eq!(raw_controls(&shown), Vec::<char>::new(), "{shown:?}");
+    for want in [
+        "[\"a\\rb\", \"\\u001b]0;title\\u0007\"]",
+        "docker options: -e 'O=p'$'\\r''q'\n",
+        "K=$'x\\ty'\n",
+        "readme:\n    red $'\\e'[31mtext$'\\e'[0m$'\\r'over\n",
+    ] {
+        assert!(shown.contains(want), "{want:?} not in:\n{shown}");
+    }
+    let ls = b.ok(&["templates", "ls"]);
+    assert_eq!(raw_controls(&ls), Vec::<char>::new(), "{ls:?}");
+    assert!(ls.contains("red $'\\e'[31m"), "{ls}");
+    // --json: the exact values.
+    let t = json(&b.ok(&["templates", "show", "ctl", "--json"]));
+    assert_eq!(
+        t["settings"]["args"],
+        serde_json::json!(["a\rb", "\u{1b}]0;title\u{7}"])
+    );
+    assert_eq!(t["settings"]["env"]["K"], "x\ty");
+    assert_eq!(t["settings"]["docker_options"], "-e 'O=p\rq'");
+    assert_eq!(t["readme"], "red \u{1b}[31mtext\u{1b}[0m\rover");
+
+    // An image whose CMD holds control characters, made into an ssh-mode template.
+    let tag = format!("berth-test/ctl-{}:v1", rand::random::<u32>());
+    let c = docker(&["create", BUSYBOX]);
+    let c = c.trim();
+    docker(&[
+        "commit",
+        "--change",
+        r#"CMD ["/bin/echo", "a\rb", "\u001b[2J", "tab\there"]"#,
+        c,
+        &tag,
+    ]);
+    docker(&["rm", c]);
+    let out = b.ok(&["templates", "create", "fi", "--from-image", &tag, "--ssh"]);
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", &tag])
+        .output();
+    assert_eq!(raw_controls(&out), Vec::<char>::new(), "{out:?}");
+    assert!(
+        out.contains("/bin/echo $'a\\rb' $'\\e[2J' $'tab\\there'`)"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with("- ") || l.starts_with("template fi made from")),
+        "{out}"
+    );
+    let shown = b.ok(&["templates", "show", "fi"]);
+    assert_eq!(raw_controls(&shown), Vec::<char>::new(), "{shown:?}");
+    assert!(
+        shown.contains("/bin/echo 'a'$'\\r''b' $'\\e''[2J' 'tab'$'\\t''here'\n"),
+        "{shown}"
+    );
+    let t = json(&b.ok(&["templates", "show", "fi", "--json"]));
+    assert!(
+        t["settings"]["onstart"]
+            .as_str()
+            .unwrap()
+            .ends_with("/bin/echo 'a\rb' '\u{1b}[2J' 'tab\there'\n"),
+        "{t:#}"
+    );
+}
+
 /// THE PROOF: an image whose entrypoint serves its odd arguments, made into an ssh-mode
 /// template, serves exactly those arguments from its WORKDIR and accepts ssh.
 #[test]

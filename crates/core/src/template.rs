@@ -3,6 +3,7 @@
 use crate::api::CreateInstance;
 use crate::protocol::ImageFacts;
 use crate::spec::{is_reserved_env, validate_env_name, PortProto};
+use crate::visible;
 use crate::LaunchMode;
 
 /// At most this many bytes of readme a template.
@@ -169,7 +170,8 @@ fn is_root_user(user: &str) -> bool {
 }
 
 /// The settings of a template made from `image` whose config is `facts`, to run in `mode`,
-/// and one note per thing done (or not done) and why.
+/// and one note per thing done (or not done) and why. The notes hold no control
+/// character: the image's values are shown in them as [`visible`] makes them.
 ///
 /// - ssh/jupyter mode: berth's init replaces the image's ENTRYPOINT and CMD, so they are
 ///   moved into the onstart script as one `exec` line (every word quoted with
@@ -241,7 +243,8 @@ pub fn from_image(
         };
         if is_reserved_env(name) {
             notes.push(format!(
-                "did not carry ENV {name}: berth sets that variable itself"
+                "did not carry ENV {}: berth sets that variable itself",
+                visible::word(name)
             ));
             continue;
         }
@@ -274,7 +277,7 @@ pub fn from_image(
         if !facts.workdir.is_empty() {
             notes.push(format!(
                 "WORKDIR {} is kept by Docker as the container's working directory",
-                facts.workdir
+                visible::word(&facts.workdir)
             ));
         }
     } else {
@@ -288,12 +291,12 @@ pub fn from_image(
         settings.onstart = Some(script);
         notes.push(format!(
             "moved {what} into the onstart script (`exec {}`), because {mode} mode runs berth's init instead of the image's entrypoint; every word is quoted so it arrives exactly, and exec lets signals reach it",
-            truncate(&sh_join(&argv), 120)
+            truncate(&visible::sh_join(&argv), 120)
         ));
         if !facts.workdir.is_empty() {
             notes.push(format!(
                 "the onstart script changes to WORKDIR {} first, where the image's command would have started",
-                facts.workdir
+                visible::word(&facts.workdir)
             ));
         }
         if argv[0].starts_with('-') {
@@ -309,8 +312,8 @@ pub fn from_image(
         let name = facts.user.split(':').next().unwrap_or(&facts.user);
         notes.push(format!(
             "the image runs as USER {}; in {mode} mode berth's init and the onstart script run as root, so the command now runs as root: write `exec su {} -s /bin/sh -c '…'` in the onstart script if it must not",
-            facts.user,
-            sh_quote(name)
+            visible::word(&facts.user),
+            visible::sh_word(name)
         ));
     }
     (settings, notes)
@@ -903,6 +906,37 @@ mod tests {
         assert!(!out.status.success());
         assert!(out.stdout.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn notes_show_control_characters_escaped() {
+        let facts = ImageFacts {
+            entrypoint: vec!["/bin/p\u{1b}[2J".into()],
+            cmd: vec!["a\rb".into(), "tab\there".into()],
+            env: vec!["BERTH_\r=1".into()],
+            workdir: "/w\rx".into(),
+            user: "app\u{7}".into(),
+            ..Default::default()
+        };
+        let (s, notes) = from_image("img", LaunchMode::Ssh, &facts);
+        for n in &notes {
+            assert!(!visible::has_controls(n), "{n:?}");
+        }
+        let all = notes.join("\n");
+        for want in [
+            "(`exec $'/bin/p\\e[2J' $'a\\rb' $'tab\\there'`)",
+            "WORKDIR $'/w\\rx' first",
+            "did not carry ENV $'BERTH_\\r'",
+            "USER $'app\\a'",
+            "exec su $'app\\a' -s",
+        ] {
+            assert!(all.contains(want), "{want:?} not in:\n{all}");
+        }
+        // The script itself stays exact (POSIX quoting, the bytes as they are).
+        assert!(s
+            .onstart
+            .unwrap()
+            .ends_with("exec '/bin/p\u{1b}[2J' 'a\rb' 'tab\there'\n"),);
     }
 
     #[test]
