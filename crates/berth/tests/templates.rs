@@ -287,6 +287,114 @@ fn templates_are_saved_listed_edited_removed_and_launched_with_overrides() {
     assert_eq!(b.show(id)["label"], "mine");
 }
 
+/// 0 GPUs, `--direct=false`/`--no-direct`, `--no-jupyter-lab` and `--label ''` are given
+/// values: they win over a template's at create, and an edit stores them (or, for the
+/// label, removes it) instead of keeping the template's.
+#[test]
+fn zero_false_and_empty_given_win_over_a_template() {
+    let b = Berth::up();
+    b.ok(&[
+        "templates",
+        "create",
+        "g1",
+        "--image",
+        BUSYBOX,
+        "--gpus",
+        "1",
+        "--label",
+        "tpl",
+    ]);
+    // This host has no GPUs: the template's 1 is refused, --gpus 0 wins over it.
+    let e = b.fails(&["create", "--template", "g1"]);
+    assert!(e.contains("gpus: 1 GPUs asked for"), "{e}");
+    let id = b.create(&["--template", "g1", "--gpus", "0", "--label", "", "--wait"]);
+    let v = b.show(id);
+    assert_eq!(
+        (v["gpus"].as_u64(), &v["label"]),
+        (Some(0), &Value::Null),
+        "{v:#}"
+    );
+    b.ok(&["destroy", &id.to_string()]);
+    // An edit to 0 GPUs and no label is kept.
+    assert_eq!(
+        b.ok(&["templates", "edit", "g1", "--gpus", "0", "--label", ""]),
+        "template g1 saved\n"
+    );
+    let t = json(&b.ok(&["templates", "show", "g1", "--json"]));
+    assert_eq!(t["settings"]["gpus"], 0, "{t:#}");
+    assert_eq!(t["settings"]["label"], Value::Null, "{t:#}");
+    let shown = b.ok(&["templates", "show", "g1"]);
+    assert!(
+        !shown.contains("gpus:") && !shown.contains("label:"),
+        "{shown}"
+    );
+    let id = b.create(&["--template", "g1", "--wait"]);
+    assert_eq!(b.show(id)["gpus"], 0);
+    b.ok(&["destroy", &id.to_string()]);
+
+    // --direct and --jupyter-lab switched off by a request, then by an edit.
+    b.ok(&[
+        "templates",
+        "create",
+        "j1",
+        "--image",
+        BUSYBOX,
+        "--jupyter",
+        "--direct",
+        "--jupyter-lab",
+    ]);
+    let t = json(&b.ok(&["templates", "show", "j1", "--json"]));
+    assert_eq!(
+        (&t["settings"]["direct"], &t["settings"]["jupyter_lab"]),
+        (&Value::Bool(true), &Value::Bool(true))
+    );
+    let flags = |id: i64| {
+        let v = b.show(id);
+        b.ok(&["destroy", &id.to_string()]);
+        (v["direct"].as_bool(), v["jupyter_lab"].as_bool())
+    };
+    assert_eq!(
+        flags(b.create(&["--template", "j1"])),
+        (Some(true), Some(true))
+    );
+    assert_eq!(
+        flags(b.create(&["--template", "j1", "--no-direct", "--no-jupyter-lab"])),
+        (Some(false), Some(false))
+    );
+    assert_eq!(
+        flags(b.create(&["--template", "j1", "--direct=false", "--jupyter-lab=false"])),
+        (Some(false), Some(false))
+    );
+    b.ok(&[
+        "templates",
+        "edit",
+        "j1",
+        "--direct=false",
+        "--no-jupyter-lab",
+    ]);
+    let t = json(&b.ok(&["templates", "show", "j1", "--json"]));
+    assert_eq!(
+        (&t["settings"]["direct"], &t["settings"]["jupyter_lab"]),
+        (&Value::Bool(false), &Value::Bool(false)),
+        "{t:#}"
+    );
+    let shown = b.ok(&["templates", "show", "j1"]);
+    assert!(
+        !shown.contains("direct:") && !shown.contains("jupyter lab:"),
+        "{shown}"
+    );
+    assert_eq!(
+        flags(b.create(&["--template", "j1"])),
+        (Some(false), Some(false))
+    );
+    // And on again.
+    b.ok(&["templates", "edit", "j1", "--direct", "--jupyter-lab=true"]);
+    assert_eq!(
+        flags(b.create(&["--template", "j1"])),
+        (Some(true), Some(true))
+    );
+}
+
 #[test]
 fn bad_template_input_is_refused_clearly_and_nothing_is_kept() {
     let b = Berth::up();
@@ -375,6 +483,99 @@ fn bad_template_input_is_refused_clearly_and_nothing_is_kept() {
         "a refused create left an instance"
     );
     assert_eq!(template_names(&b), ["dup"]);
+}
+
+/// Whether `out` holds a control character other than the newlines ending its lines.
+fn raw_controls(out: &str) -> Vec<char> {
+    out.chars()
+        .filter(|c| c.is_control() && *c != '\n')
+        .collect()
+}
+
+/// Human output shows stored control characters escaped as shell quoting shows them
+/// (`templates show`, `templates ls`, the notes of `--from-image`); `--json` stays exact.
+#[test]
+fn human_output_shows_control_characters_escaped() {
+    let b = Berth::up();
+    b.ok(&[
+        "templates",
+        "create",
+        "ctl",
+        "--image",
+        BUSYBOX,
+        "-e",
+        "K=x\ty",
+        "--env",
+        "-e 'O=p\rq'",
+        "--readme",
+        "red \u{1b}[31mtext\u{1b}[0m\rover",
+        "--args",
+        "a\rb",
+        "\u{1b}]0;title\u{7}",
+    ]);
+    let shown = b.ok(&["templates", "show", "ctl"]);
+    assert_eq!(raw_controls(&shown), Vec::<char>::new(), "{shown:?}");
+    for want in [
+        "[\"a\\rb\", \"\\u001b]0;title\\u0007\"]",
+        "docker options: -e 'O=p'$'\\r''q'\n",
+        "K=$'x\\ty'\n",
+        "readme:\n    red $'\\e'[31mtext$'\\e'[0m$'\\r'over\n",
+    ] {
+        assert!(shown.contains(want), "{want:?} not in:\n{shown}");
+    }
+    let ls = b.ok(&["templates", "ls"]);
+    assert_eq!(raw_controls(&ls), Vec::<char>::new(), "{ls:?}");
+    assert!(ls.contains("red $'\\e'[31m"), "{ls}");
+    // --json: the exact values.
+    let t = json(&b.ok(&["templates", "show", "ctl", "--json"]));
+    assert_eq!(
+        t["settings"]["args"],
+        serde_json::json!(["a\rb", "\u{1b}]0;title\u{7}"])
+    );
+    assert_eq!(t["settings"]["env"]["K"], "x\ty");
+    assert_eq!(t["settings"]["docker_options"], "-e 'O=p\rq'");
+    assert_eq!(t["readme"], "red \u{1b}[31mtext\u{1b}[0m\rover");
+
+    // An image whose CMD holds control characters, made into an ssh-mode template.
+    let tag = format!("berth-test/ctl-{}:v1", rand::random::<u32>());
+    let c = docker(&["create", BUSYBOX]);
+    let c = c.trim();
+    docker(&[
+        "commit",
+        "--change",
+        r#"CMD ["/bin/echo", "a\rb", "\u001b[2J", "tab\there"]"#,
+        c,
+        &tag,
+    ]);
+    docker(&["rm", c]);
+    let out = b.ok(&["templates", "create", "fi", "--from-image", &tag, "--ssh"]);
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", &tag])
+        .output();
+    assert_eq!(raw_controls(&out), Vec::<char>::new(), "{out:?}");
+    assert!(
+        out.contains("/bin/echo $'a\\rb' $'\\e[2J' $'tab\\there'`)"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with("- ") || l.starts_with("template fi made from")),
+        "{out}"
+    );
+    let shown = b.ok(&["templates", "show", "fi"]);
+    assert_eq!(raw_controls(&shown), Vec::<char>::new(), "{shown:?}");
+    assert!(
+        shown.contains("/bin/echo 'a'$'\\r''b' $'\\e''[2J' 'tab'$'\\t''here'\n"),
+        "{shown}"
+    );
+    let t = json(&b.ok(&["templates", "show", "fi", "--json"]));
+    assert!(
+        t["settings"]["onstart"]
+            .as_str()
+            .unwrap()
+            .ends_with("/bin/echo 'a\rb' '\u{1b}[2J' 'tab\there'\n"),
+        "{t:#}"
+    );
 }
 
 /// THE PROOF: an image whose entrypoint serves its odd arguments, made into an ssh-mode
@@ -548,9 +749,20 @@ async fn the_templates_api() {
     assert_eq!(t["settings"]["mode"], "entrypoint");
     assert_eq!(t["settings"]["env"]["A"], "1");
     assert!(t["settings"].get("template").is_none(), "{t:#}");
+    // A name in use: a 409 on the field name, for both ways of making a template.
     let (s, v) = call(Method::POST, "/templates", Some(body)).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v:#}");
-    assert_eq!(v["error"], "template t1 already exists");
+    bad(&v, "name");
+    assert_eq!(v["error"], "name: template t1 already exists");
+    let (s, v) = call(
+        Method::POST,
+        "/templates/from-image",
+        Some(json!({"name": "t1", "image": BUSYBOX, "mode": "ssh"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v:#}");
+    bad(&v, "name");
+    assert_eq!(v["error"], "name: template t1 already exists");
 
     // Bad bodies: 400 naming the field; nothing stored.
     for (body, field) in [
@@ -647,6 +859,47 @@ async fn the_templates_api() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v:#}");
     bad(&v, "template");
     assert_eq!(v["error"], "template: template nope not found");
+    // 0 given wins over a template's GPUs; null is not given; a number or a bool is
+    // accepted as before.
+    let (s, v) = call(
+        Method::POST,
+        "/templates",
+        Some(json!({"name": "g", "settings": {"image": BUSYBOX, "gpus": 1, "direct": false}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v:#}");
+    assert_eq!(
+        (&v["settings"]["gpus"], &v["settings"]["direct"]),
+        (&json!(1), &json!(false))
+    );
+    for body in [
+        json!({"template": "g"}),
+        json!({"template": "g", "gpus": null}),
+    ] {
+        let (s, v) = call(Method::POST, "/instances", Some(body.clone())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v:#}");
+        bad(&v, "gpus");
+    }
+    let (s, v) = call(
+        Method::POST,
+        "/instances",
+        Some(json!({"template": "g", "gpus": 0, "direct": null, "jupyter_lab": false})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v:#}");
+    let (_, i) = call(Method::GET, &format!("/instances/{}", v["id"]), None).await;
+    assert_eq!(
+        (&i["gpus"], &i["direct"]),
+        (&json!(0), &json!(false)),
+        "{i:#}"
+    );
+    let (s, v) = call(
+        Method::POST,
+        "/instances",
+        Some(json!({"image": BUSYBOX, "gpus": "0"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v:#}");
     // Without a template the image is still required.
     let (s, v) = call(Method::POST, "/instances", Some(json!({"mode": "ssh"}))).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v:#}");

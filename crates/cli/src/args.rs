@@ -297,10 +297,10 @@ pub struct LaunchArgs {
     /// (repeatable; `-p PORT/http` does the same)
     #[arg(long = "http-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub http_ports: Vec<u16>,
-    /// A note to tell instances apart
+    /// A note to tell instances apart ('' for none, over a template's)
     #[arg(long, value_name = "TEXT")]
     pub label: Option<String>,
-    /// Number of GPUs
+    /// Number of GPUs (0 for none, over a template's)
     #[arg(long, value_name = "N")]
     pub gpus: Option<u32>,
     /// ssh launch mode: berth runs sshd instead of the image's entrypoint
@@ -319,11 +319,35 @@ pub struct LaunchArgs {
     #[arg(long, value_name = "SCRIPT", allow_hyphen_values = true)]
     pub onstart_cmd: Option<String>,
     /// ssh/jupyter: place the instance only on a host with open ports, for direct SSH
+    /// (--direct=false as --no-direct)
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        conflicts_with = "no_direct"
+    )]
+    pub direct: Option<bool>,
+    /// ssh/jupyter: no --direct, over a template's
     #[arg(long)]
-    pub direct: bool,
-    /// jupyter: JupyterLab instead of the classic Notebook
+    pub no_direct: bool,
+    /// jupyter: JupyterLab instead of the classic Notebook (--jupyter-lab=false as
+    /// --no-jupyter-lab)
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        conflicts_with = "no_jupyter_lab"
+    )]
+    pub jupyter_lab: Option<bool>,
+    /// jupyter: the classic Notebook, over a template's --jupyter-lab
     #[arg(long)]
-    pub jupyter_lab: bool,
+    pub no_jupyter_lab: bool,
     /// jupyter: the directory Jupyter serves (default /)
     #[arg(long, value_name = "DIR")]
     pub jupyter_dir: Option<String>,
@@ -371,6 +395,24 @@ impl LaunchArgs {
         }
     }
 
+    /// `--direct[=BOOL]` / `--no-direct`: `None` if neither is given.
+    pub fn direct(&self) -> Option<bool> {
+        if self.no_direct {
+            Some(false)
+        } else {
+            self.direct
+        }
+    }
+
+    /// `--jupyter-lab[=BOOL]` / `--no-jupyter-lab`: `None` if neither is given.
+    pub fn jupyter_lab(&self) -> Option<bool> {
+        if self.no_jupyter_lab {
+            Some(false)
+        } else {
+            self.jupyter_lab
+        }
+    }
+
     /// Whether no flag but a mode is given.
     pub fn only_mode(&self) -> bool {
         LaunchArgs {
@@ -393,10 +435,10 @@ impl LaunchArgs {
             env: self.env.iter().cloned().collect(),
             ports: self.ports.clone(),
             label: self.label.clone(),
-            gpus: self.gpus.unwrap_or(0),
+            gpus: self.gpus,
             onstart,
-            direct: self.direct,
-            jupyter_lab: self.jupyter_lab,
+            direct: self.direct(),
+            jupyter_lab: self.jupyter_lab(),
             jupyter_dir: self.jupyter_dir.clone(),
             http_ports: self.http_ports.clone(),
         }
@@ -612,9 +654,53 @@ mod tests {
         assert_eq!(env, [("A", "1"), ("B", "x=y"), ("EMPTY", "")]);
         assert_eq!(r.ports, ["8000", "7000/udp"]);
         assert_eq!(r.label.as_deref(), Some("run 1"));
-        assert_eq!(r.gpus, 2);
+        assert_eq!(r.gpus, Some(2));
         assert_eq!(r.args, None);
-        assert_eq!((r.onstart, r.direct), (None, false));
+        assert_eq!((r.onstart, r.direct, r.jupyter_lab), (None, None, None));
+    }
+
+    #[test]
+    fn zero_false_and_empty_are_given() {
+        let r = create(&["i", "--gpus", "0", "--label", ""])
+            .to_request()
+            .unwrap();
+        assert_eq!((r.gpus, r.label.as_deref()), (Some(0), Some("")));
+        let given = |argv: &[&str]| {
+            let r = create(argv).to_request().unwrap();
+            (r.direct, r.jupyter_lab)
+        };
+        assert_eq!(given(&["i"]), (None, None));
+        assert_eq!(
+            given(&["i", "--direct", "--jupyter-lab"]),
+            (Some(true), Some(true))
+        );
+        assert_eq!(
+            given(&["i", "--direct=true", "--jupyter-lab=yes"]),
+            (Some(true), Some(true))
+        );
+        assert_eq!(
+            given(&["i", "--direct=false", "--jupyter-lab=false"]),
+            (Some(false), Some(false))
+        );
+        assert_eq!(
+            given(&["i", "--no-direct", "--no-jupyter-lab"]),
+            (Some(false), Some(false))
+        );
+        // A bare --direct takes no value from the next word: that stays the image.
+        let c = create(&["--direct", "img"]);
+        assert_eq!(c.image.as_deref(), Some("img"));
+        assert_eq!(c.launch.direct(), Some(true));
+        let c = create(&["--jupyter-lab", "false"]);
+        assert_eq!(c.image.as_deref(), Some("false"));
+        for bad in [
+            &["create", "i", "--direct=maybe"][..],
+            &["create", "i", "--direct", "--no-direct"],
+            &["create", "i", "--jupyter-lab=0", "--no-jupyter-lab"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let e = error(&["create", "i", "--direct=maybe"]);
+        assert!(e.contains("--direct"), "{e}");
     }
 
     #[test]
@@ -705,7 +791,7 @@ mod tests {
         let c = create(&["i", "--ssh", "--direct", "--onstart-cmd", "-x; echo 'hi'\n"]);
         let r = c.to_request().unwrap();
         assert_eq!(r.mode, Some(LaunchMode::Ssh));
-        assert!(r.direct);
+        assert_eq!(r.direct, Some(true));
         assert_eq!(r.onstart.as_deref(), Some("-x; echo 'hi'\n"));
 
         let path =
@@ -715,7 +801,7 @@ mod tests {
         assert_eq!(c.launch.onstart.as_deref(), Some(path.as_path()));
         let r = c.to_request().unwrap();
         assert_eq!(r.onstart.as_deref(), Some("#!/bin/sh\necho started\n"));
-        assert!(!r.direct);
+        assert_eq!(r.direct, None);
         std::fs::remove_file(&path).unwrap();
         let e = format!("{:#}", c.to_request().unwrap_err());
         assert!(e.starts_with("reading the onstart script /"), "{e}");

@@ -243,11 +243,15 @@ async fn templates(client: &Client, cmd: TemplatesCommand) -> Result<()> {
             print(&if json {
                 output::json(&made)?
             } else {
-                let mut out: String = made.notes.iter().map(|n| format!("- {n}\n")).collect();
+                let mut out: String = made
+                    .notes
+                    .iter()
+                    .map(|n| format!("- {}\n", berth_core::visible::text(n, false)))
+                    .collect();
                 out.push_str(&format!(
                     "template {} made from {} ({} mode); launch it with: berth create --template {}\n",
                     made.template.name,
-                    made.template.settings.image,
+                    berth_core::visible::word(&made.template.settings.image),
                     made.template.settings.mode.unwrap_or_default(),
                     made.template.name
                 ));

@@ -1,8 +1,11 @@
 //! How the CLI shows things: tables, detail lines, ages, sizes. Pure functions of the API's
-//! types, so they are tested without a server.
+//! types, so they are tested without a server. Human output holds no raw control
+//! character (but the newlines of a block): values show them as shell quoting does
+//! ([`berth_core::visible`]); `--json` output is exact.
 use crate::ssh;
 use berth_core::api::{Host, Instance, SshKey, Template, User};
 use berth_core::protocol::{PortMapping, PullProgress};
+use berth_core::visible;
 use berth_core::{InstanceState, LaunchMode};
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,8 +24,14 @@ pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(value)? + "\n")
 }
 
-/// Left-aligned columns two spaces apart, one line each, no trailing blanks.
+/// Left-aligned columns two spaces apart, one line each, no trailing blanks; control
+/// characters in a cell are shown escaped ([`visible::text`]).
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| visible::text(c, false)).collect())
+        .collect();
+    let rows = &rows[..];
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -158,7 +167,10 @@ pub fn instance_details(i: &Instance, now: i64) -> String {
         ("owner", vec![i.owner.clone()]),
         ("image", vec![i.image.clone()]),
         ("mode", vec![i.mode.to_string()]),
-        ("label", vec![dash(i.label.as_deref().unwrap_or(""))]),
+        (
+            "label",
+            vec![dash(&visible::word(i.label.as_deref().unwrap_or("")))],
+        ),
         ("host", vec![dash(&i.host)]),
         ("public ip", vec![dash(&i.public_ip)]),
     ]);
@@ -216,7 +228,7 @@ pub fn instance_details(i: &Instance, now: i64) -> String {
         lines.push(("host keys", host_keys));
     }
     lines.push(("gpus", vec![i.gpus.to_string()]));
-    let env: Vec<String> = i.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let env: Vec<String> = i.env.iter().map(|(k, v)| env_line(k, v)).collect();
     lines.push(("env", env));
     lines.push((
         "entrypoint",
@@ -267,19 +279,7 @@ pub fn instance_details(i: &Instance, now: i64) -> String {
         lines.push(("started", vec![s.clone()]));
     }
 
-    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
-    let mut out = String::new();
-    for (key, values) in lines {
-        let key = format!("{key}:");
-        let mut values = values.into_iter();
-        let first = values.next().unwrap_or_else(|| "-".to_string());
-        out.push_str(format!("{key:width$}{first}").trim_end());
-        out.push('\n');
-        for v in values {
-            out.push_str(&format!("{:width$}{v}\n", ""));
-        }
-    }
-    out
+    key_values(lines)
 }
 
 /// `berth templates ls`: the readme column is its first line.
@@ -304,8 +304,8 @@ pub fn templates_table(templates: &[Template], now: i64) -> String {
 pub fn template_details(t: &Template, now: i64) -> String {
     let s = &t.settings;
     let mut lines: Vec<(&str, Vec<String>)> = vec![
-        ("name", vec![t.name.clone()]),
-        ("image", vec![s.image.clone()]),
+        ("name", vec![visible::word(&t.name).into_owned()]),
+        ("image", vec![visible::word(&s.image).into_owned()]),
         ("mode", vec![s.mode.unwrap_or_default().to_string()]),
     ];
     if let Some(e) = &s.entrypoint {
@@ -321,13 +321,10 @@ pub fn template_details(t: &Template, now: i64) -> String {
         ));
     }
     if let Some(o) = s.docker_options.as_ref().filter(|o| !o.trim().is_empty()) {
-        lines.push(("docker options", vec![o.clone()]));
+        lines.push(("docker options", vec![visible::script(o, false)]));
     }
     if !s.env.is_empty() {
-        lines.push((
-            "env",
-            s.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        ));
+        lines.push(("env", s.env.iter().map(|(k, v)| env_line(k, v)).collect()));
     }
     if !s.ports.is_empty() {
         lines.push(("ports", vec![s.ports.join(" ")]));
@@ -337,19 +334,19 @@ pub fn template_details(t: &Template, now: i64) -> String {
         lines.push(("http ports", vec![p.join(" ")]));
     }
     if let Some(l) = &s.label {
-        lines.push(("label", vec![l.clone()]));
+        lines.push(("label", vec![visible::word(l).into_owned()]));
     }
-    if s.gpus > 0 {
-        lines.push(("gpus", vec![s.gpus.to_string()]));
+    if let Some(gpus) = s.gpus.filter(|n| *n > 0) {
+        lines.push(("gpus", vec![gpus.to_string()]));
     }
-    if s.direct {
+    if s.direct == Some(true) {
         lines.push(("direct", vec!["yes".into()]));
     }
-    if s.jupyter_lab {
+    if s.jupyter_lab == Some(true) {
         lines.push(("jupyter lab", vec!["yes".into()]));
     }
     if let Some(d) = &s.jupyter_dir {
-        lines.push(("jupyter dir", vec![d.clone()]));
+        lines.push(("jupyter dir", vec![visible::word(d).into_owned()]));
     }
     lines.push((
         "created",
@@ -367,20 +364,13 @@ pub fn template_details(t: &Template, now: i64) -> String {
             age(&t.updated_at, now)
         )],
     ));
-    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
-    let mut out = String::new();
-    for (key, values) in lines {
-        let key = format!("{key}:");
-        let mut values = values.into_iter();
-        let first = values.next().unwrap_or_else(|| "-".to_string());
-        out.push_str(format!("{key:width$}{first}").trim_end());
-        out.push('\n');
-        for v in values {
-            out.push_str(&format!("{:width$}{v}\n", ""));
-        }
-    }
-    for (key, text) in [("onstart", &s.onstart), ("readme", &t.readme)] {
-        if let Some(text) = text.as_ref().filter(|t| !t.trim().is_empty()) {
+    let mut out = key_values(lines);
+    // The onstart script shows its control characters as shell reads them where they
+    // stand (in quotes or not), the readme as text; both keep their newlines.
+    let onstart = s.onstart.as_deref().map(|o| visible::script(o, true));
+    let readme = t.readme.as_deref().map(|r| visible::text(r, true));
+    for (key, text) in [("onstart", onstart), ("readme", readme)] {
+        if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
             out.push_str(&format!("{key}:\n"));
             for line in text.trim_end_matches('\n').split('\n') {
                 out.push_str(format!("    {line}").trim_end());
@@ -389,6 +379,30 @@ pub fn template_details(t: &Template, now: i64) -> String {
         }
     }
     out
+}
+
+/// `key: value` lines, the values in one column; a key's further values go on indented
+/// lines of their own, its missing value shows as `-`. Control characters in a value are
+/// shown escaped ([`visible::text`]).
+fn key_values(lines: Vec<(&str, Vec<String>)>) -> String {
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
+    let mut out = String::new();
+    for (key, values) in lines {
+        let key = format!("{key}:");
+        let mut values = values.into_iter().map(|v| visible::text(&v, false));
+        let first = values.next().unwrap_or_else(|| "-".to_string());
+        out.push_str(format!("{key:width$}{first}").trim_end());
+        out.push('\n');
+        for v in values {
+            out.push_str(&format!("{:width$}{v}\n", ""));
+        }
+    }
+    out
+}
+
+/// `K=V`, the value shown as a shell would quote it if it holds control characters.
+fn env_line(k: &str, v: &str) -> String {
+    format!("{}={}", visible::word(k), visible::word(v))
 }
 
 /// `running`, or `exited(3)` when there is an exit code.
@@ -436,9 +450,22 @@ pub fn bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
-/// A JSON-quoted string: the exact bytes, visibly delimited.
+/// A JSON-quoted string: the exact characters, visibly delimited, every control character
+/// escaped (JSON escapes U+0000–U+001F; DEL and C1 are escaped here too, as `\u007f`).
 pub fn quote(s: &str) -> String {
-    serde_json::Value::from(s).to_string()
+    let json = serde_json::Value::from(s).to_string();
+    if !visible::has_controls(&json) {
+        return json;
+    }
+    json.chars()
+        .map(|c| {
+            if c.is_control() {
+                format!("\\u{:04x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Seconds since the Unix epoch, now.
@@ -853,6 +880,92 @@ created:      2023-11-14T22:08:20Z (5m ago)
             d.contains("\nhttp 8000:    https://i7-8000.berth.example:8443/?berth_token=a\n"),
             "{d}"
         );
+    }
+
+    /// Every control character a value may hold, but NUL (no value holds one).
+    fn controls() -> String {
+        (1u32..0x20)
+            .chain(0x7f..0xa0)
+            .filter_map(char::from_u32)
+            .collect()
+    }
+
+    /// Whether `out` holds a control character other than the newlines ending its lines.
+    fn raw_controls(out: &str) -> Vec<char> {
+        out.chars()
+            .filter(|c| c.is_control() && *c != '\n')
+            .collect()
+    }
+
+    #[test]
+    fn control_characters_show_escaped() {
+        let t = Template {
+            name: "ctl".into(),
+            readme: Some("line one\nred \u{1b}[31mtext\u{1b}[0m\rover\n".into()),
+            settings: berth_core::api::CreateInstance {
+                image: "berth-test/busybox".into(),
+                mode: Some(LaunchMode::Jupyter),
+                args: Some(vec![
+                    "a\rb".into(),
+                    "\u{1b}]0;t\u{7}".into(),
+                    "\u{9b}".into(),
+                ]),
+                entrypoint: Some("/bin/\u{7f}".into()),
+                env: [
+                    ("K".to_string(), "x\ty".to_string()),
+                    ("ALL".to_string(), controls()),
+                ]
+                .into(),
+                docker_options: Some("-e 'O=p\rq' -e P=\u{1b}".into()),
+                label: Some("l\u{85}".into()),
+                jupyter_dir: Some("/w\rx".into()),
+                onstart: Some(
+                    "# it's the image's\ncd '/w\rx' || exit 1\nexec p 'a\rb' '\u{1b}[2J'\n\tdone\n"
+                        .into(),
+                ),
+                ..Default::default()
+            },
+            created_at: "2023-11-14T22:13:20Z".into(),
+            updated_at: "2023-11-14T22:13:20Z".into(),
+        };
+        let d = template_details(&t, NOW + 90);
+        assert_eq!(raw_controls(&d), Vec::<char>::new(), "{d}");
+        for want in [
+            "\nentrypoint:     \"/bin/\\u007f\"\n",
+            "\nargs:           [\"a\\rb\", \"\\u001b]0;t\\u0007\", \"\\u009b\"]\n",
+            "\ndocker options: -e 'O=p'$'\\r''q' -e P=$'\\e'\n",
+            "\nenv:            ALL=$'\\x01\\x02",
+            "\\x1f\\x7f\\u0080",
+            "\\u009f'\n                K=$'x\\ty'\n",
+            "\nlabel:          $'l\\u0085'\n",
+            "\njupyter dir:    $'/w\\rx'\n",
+            "\nonstart:\n    # it's the image's\n    cd '/w'$'\\r''x' || exit 1\n    exec p 'a'$'\\r''b' $'\\e''[2J'\n    $'\\t'done\n",
+            "\nreadme:\n    line one\n    red $'\\e'[31mtext$'\\e'[0m$'\\r'over\n",
+        ] {
+            assert!(d.contains(want), "{want:?} not in:\n{d}");
+        }
+        let ls = templates_table(std::slice::from_ref(&t), NOW);
+        assert_eq!(raw_controls(&ls), Vec::<char>::new(), "{ls}");
+
+        // berth show and berth ls, likewise.
+        let mut i = instance();
+        i.label = Some("l\u{1b}".into());
+        i.args = Some(vec!["a\rb".into()]);
+        i.env = [("K".to_string(), "x\ry".to_string())].into();
+        i.reason = Some("failed: \u{1b}[2Jgone".into());
+        let d = instance_details(&i, NOW);
+        assert_eq!(raw_controls(&d), Vec::<char>::new(), "{d}");
+        for want in [
+            "reason:       failed: $'\\e'[2Jgone\n",
+            "label:        $'l\\e'\n",
+            "env:          K=$'x\\ry'\n",
+            "args:         [\"a\\rb\"]\n",
+        ] {
+            assert!(d.contains(want), "{want:?} not in:\n{d}");
+        }
+        let ls = instances_table(&[i], NOW);
+        assert_eq!(raw_controls(&ls), Vec::<char>::new(), "{ls}");
+        assert!(ls.contains(" l$'\\e' "), "{ls}");
     }
 
     #[test]

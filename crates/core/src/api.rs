@@ -9,6 +9,10 @@ use std::collections::BTreeMap;
 ///
 /// With `template`, the caller's template of that name gives the settings this request
 /// leaves out ([`crate::template::merge`]): `image` may then be empty and `mode` absent.
+///
+/// Every setting but `image`, `env` and the port lists is an `Option`: absent (or `null`)
+/// is "not given", so that a request can give `0` GPUs or `false` on purpose and win over
+/// a template's value. Without a template, not given is the default (0 GPUs, `false`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInstance {
@@ -35,17 +39,20 @@ pub struct CreateInstance {
     pub ports: Vec<String>,
     #[serde(default)]
     pub label: Option<String>,
-    #[serde(default)]
-    pub gpus: u32,
+    /// GPUs to reserve; absent: the template's, else 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u32>,
     /// ssh/jupyter: script run after sshd is up, on every start.
     #[serde(default)]
     pub onstart: Option<String>,
-    /// ssh/jupyter: demand a direct connection (a host with open ports).
-    #[serde(default)]
-    pub direct: bool,
-    /// jupyter: JupyterLab instead of the classic Notebook.
-    #[serde(default)]
-    pub jupyter_lab: bool,
+    /// ssh/jupyter: demand a direct connection (a host with open ports); absent: the
+    /// template's, else false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<bool>,
+    /// jupyter: JupyterLab instead of the classic Notebook; absent: the template's, else
+    /// false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jupyter_lab: Option<bool>,
     /// jupyter: root directory (default `/`).
     #[serde(default)]
     pub jupyter_dir: Option<String>,
@@ -149,7 +156,8 @@ pub struct Me {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
-    /// The request field at fault, for 400s.
+    /// The request field at fault: for 400s, and for a 409 caused by one field (a
+    /// template name in use names `name`). `error` then starts with `FIELD: `.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }

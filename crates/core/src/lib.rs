@@ -13,6 +13,7 @@ pub mod spec;
 pub mod ssh_key;
 pub mod state;
 pub mod template;
+pub mod visible;
 
 pub use mode::LaunchMode;
 pub use secret::Secret;

@@ -326,7 +326,7 @@ impl InstanceSpec {
                     format!("--args applies to the entrypoint launch mode; in {} mode put your command in the onstart script", mode),
                 ));
             }
-        } else if req.direct {
+        } else if req.direct == Some(true) {
             return Err(FieldError::new(
                 "direct",
                 "--direct applies to the ssh and jupyter launch modes",
@@ -352,13 +352,14 @@ impl InstanceSpec {
             }
             (d, _) => d.clone(),
         };
-        if req.jupyter_lab && mode != LaunchMode::Jupyter {
+        if req.jupyter_lab == Some(true) && mode != LaunchMode::Jupyter {
             return Err(FieldError::new(
                 "jupyter_lab",
                 "--jupyter-lab applies to the jupyter launch mode",
             ));
         }
-        if req.gpus > MAX_GPUS {
+        let gpus = req.gpus.unwrap_or(0);
+        if gpus > MAX_GPUS {
             return Err(FieldError::new(
                 "gpus",
                 format!("at most {MAX_GPUS} GPUs an instance"),
@@ -373,10 +374,10 @@ impl InstanceSpec {
             env,
             ports,
             label,
-            gpus: req.gpus,
+            gpus,
             onstart,
-            direct: req.direct,
-            jupyter_lab: req.jupyter_lab,
+            direct: req.direct.unwrap_or(false),
+            jupyter_lab: req.jupyter_lab.unwrap_or(false),
             jupyter_dir,
             http_ports,
         })
@@ -453,7 +454,7 @@ mod tests {
         r.label = Some("a\u{7}".into());
         check(r, "label");
         let mut r = req("x");
-        r.gpus = 1000;
+        r.gpus = Some(1000);
         check(r, "gpus");
         let mut r = req("x");
         r.onstart = Some("echo hi".into());
@@ -471,7 +472,7 @@ mod tests {
         r.onstart = Some("x".repeat(MAX_ONSTART_BYTES + 1));
         check(r, "onstart");
         let mut r = req("x");
-        r.direct = true;
+        r.direct = Some(true);
         check(r, "direct");
         let mut r = req("x");
         r.mode = Some(LaunchMode::Jupyter);
@@ -479,12 +480,64 @@ mod tests {
         check(r, "http_ports");
         let mut r = req("x");
         r.mode = Some(LaunchMode::Ssh);
-        r.jupyter_lab = true;
+        r.jupyter_lab = Some(true);
         check(r, "jupyter_lab");
         let mut r = req("x");
         r.mode = Some(LaunchMode::Jupyter);
         r.jupyter_dir = Some("relative/dir".into());
         check(r, "jupyter_dir");
+    }
+
+    #[test]
+    fn scalars_given_as_off_are_the_defaults_in_every_mode() {
+        // `false` given on purpose is not "--direct in entrypoint mode".
+        let mut r = req("x");
+        r.direct = Some(false);
+        r.jupyter_lab = Some(false);
+        r.gpus = Some(0);
+        let s = InstanceSpec::from_request(&r).unwrap();
+        assert_eq!((s.direct, s.jupyter_lab, s.gpus), (false, false, 0));
+        assert_eq!(s, InstanceSpec::from_request(&req("x")).unwrap());
+        let mut r = req("x");
+        r.mode = Some(LaunchMode::Jupyter);
+        r.direct = Some(true);
+        r.jupyter_lab = Some(true);
+        r.gpus = Some(MAX_GPUS);
+        let s = InstanceSpec::from_request(&r).unwrap();
+        assert_eq!((s.direct, s.jupyter_lab, s.gpus), (true, true, MAX_GPUS));
+    }
+
+    #[test]
+    fn old_bodies_and_null_still_parse() {
+        let r: CreateInstance =
+            serde_json::from_str(r#"{"image":"x","gpus":2,"direct":false,"jupyter_lab":true}"#)
+                .unwrap();
+        assert_eq!(
+            (r.gpus, r.direct, r.jupyter_lab),
+            (Some(2), Some(false), Some(true))
+        );
+        let r: CreateInstance =
+            serde_json::from_str(r#"{"image":"x","gpus":null,"direct":null}"#).unwrap();
+        assert_eq!((r.gpus, r.direct, r.jupyter_lab), (None, None, None));
+        for bad in [
+            r#"{"image":"x","gpus":-1}"#,
+            r#"{"image":"x","gpus":"1"}"#,
+            r#"{"image":"x","direct":"yes"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<CreateInstance>(bad).is_err(),
+                "{bad}"
+            );
+        }
+        // Not given is left out of the JSON; given 0/false is written.
+        let text = serde_json::to_string(&req("x")).unwrap();
+        assert!(!text.contains("gpus") && !text.contains("direct"), "{text}");
+        let mut r = req("x");
+        r.gpus = Some(0);
+        r.direct = Some(false);
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains(r#""gpus":0"#), "{text}");
+        assert!(text.contains(r#""direct":false"#), "{text}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use crate::api::CreateInstance;
 use crate::protocol::ImageFacts;
 use crate::spec::{is_reserved_env, validate_env_name, PortProto};
+use crate::visible;
 use crate::LaunchMode;
 
 /// At most this many bytes of readme a template.
@@ -50,10 +51,9 @@ pub fn validate_readme(readme: &str) -> Result<(), String> {
 /// A create request laid over a template's settings. What the request gives wins:
 ///
 /// - `image`: the request's if not blank, else the template's;
-/// - `mode`, `entrypoint`, `args`, `label`, `onstart`, `jupyter_dir`: the request's if
-///   given (`Some`), else the template's;
-/// - `gpus`: the request's if not 0, else the template's;
-/// - `direct`, `jupyter_lab`: true if either says so;
+/// - `mode`, `entrypoint`, `args`, `label`, `onstart`, `jupyter_dir`, `gpus`, `direct`,
+///   `jupyter_lab`: the request's if given (`Some`, even `Some(0)`, `Some(false)` or
+///   `Some("")`), else the template's;
 /// - `env`: both maps, the request's value winning for a name in both;
 /// - `docker_options`: both strings, the template's first (later `-e` wins, so the
 ///   request's do);
@@ -119,17 +119,17 @@ pub fn merge(template: &CreateInstance, request: &CreateInstance) -> CreateInsta
         env,
         ports,
         label: request.label.clone().or_else(|| template.label.clone()),
-        gpus: if request.gpus != 0 {
-            request.gpus
-        } else {
-            template.gpus
-        },
+        gpus: request.gpus.or(template.gpus),
         onstart: request
             .onstart
             .clone()
             .or_else(|| kept(!entrypoint_mode, &template.onstart)),
-        direct: request.direct || (template.direct && !entrypoint_mode),
-        jupyter_lab: request.jupyter_lab || (template.jupyter_lab && jupyter_mode),
+        direct: request
+            .direct
+            .or_else(|| kept(!entrypoint_mode, &template.direct)),
+        jupyter_lab: request
+            .jupyter_lab
+            .or_else(|| kept(jupyter_mode, &template.jupyter_lab)),
         jupyter_dir: request
             .jupyter_dir
             .clone()
@@ -170,7 +170,8 @@ fn is_root_user(user: &str) -> bool {
 }
 
 /// The settings of a template made from `image` whose config is `facts`, to run in `mode`,
-/// and one note per thing done (or not done) and why.
+/// and one note per thing done (or not done) and why. The notes hold no control
+/// character: the image's values are shown in them as [`visible`] makes them.
 ///
 /// - ssh/jupyter mode: berth's init replaces the image's ENTRYPOINT and CMD, so they are
 ///   moved into the onstart script as one `exec` line (every word quoted with
@@ -242,7 +243,8 @@ pub fn from_image(
         };
         if is_reserved_env(name) {
             notes.push(format!(
-                "did not carry ENV {name}: berth sets that variable itself"
+                "did not carry ENV {}: berth sets that variable itself",
+                visible::word(name)
             ));
             continue;
         }
@@ -275,7 +277,7 @@ pub fn from_image(
         if !facts.workdir.is_empty() {
             notes.push(format!(
                 "WORKDIR {} is kept by Docker as the container's working directory",
-                facts.workdir
+                visible::word(&facts.workdir)
             ));
         }
     } else {
@@ -289,12 +291,12 @@ pub fn from_image(
         settings.onstart = Some(script);
         notes.push(format!(
             "moved {what} into the onstart script (`exec {}`), because {mode} mode runs berth's init instead of the image's entrypoint; every word is quoted so it arrives exactly, and exec lets signals reach it",
-            truncate(&sh_join(&argv), 120)
+            truncate(&visible::sh_join(&argv), 120)
         ));
         if !facts.workdir.is_empty() {
             notes.push(format!(
                 "the onstart script changes to WORKDIR {} first, where the image's command would have started",
-                facts.workdir
+                visible::word(&facts.workdir)
             ));
         }
         if argv[0].starts_with('-') {
@@ -310,8 +312,8 @@ pub fn from_image(
         let name = facts.user.split(':').next().unwrap_or(&facts.user);
         notes.push(format!(
             "the image runs as USER {}; in {mode} mode berth's init and the onstart script run as root, so the command now runs as root: write `exec su {} -s /bin/sh -c '…'` in the onstart script if it must not",
-            facts.user,
-            sh_quote(name)
+            visible::word(&facts.user),
+            visible::sh_word(name)
         ));
     }
     (settings, notes)
@@ -350,9 +352,9 @@ mod tests {
             env: env(&[("A", "template"), ("B", "template")]),
             ports: vec!["8000".into(), "9000/udp".into()],
             label: Some("tpl".into()),
-            gpus: 2,
+            gpus: Some(2),
             onstart: Some("echo template".into()),
-            direct: true,
+            direct: Some(true),
             http_ports: vec![7860],
             ..Default::default()
         }
@@ -375,24 +377,24 @@ mod tests {
         let r = CreateInstance {
             image: "team/app:2".into(),
             label: Some("mine".into()),
-            gpus: 1,
+            gpus: Some(1),
             onstart: Some("echo mine".into()),
             ..req()
         };
         let m = merge(&template(), &r);
         assert_eq!(m.image, "team/app:2");
         assert_eq!(m.label.as_deref(), Some("mine"));
-        assert_eq!(m.gpus, 1);
+        assert_eq!(m.gpus, Some(1));
         assert_eq!(m.onstart.as_deref(), Some("echo mine"));
         assert_eq!(m.mode, Some(LaunchMode::Ssh));
-        assert!(m.direct);
-        // A blank image or 0 GPUs are "not given".
+        assert_eq!(m.direct, Some(true));
+        // A blank image, or scalars left out, are "not given".
         let r = CreateInstance {
             image: "  ".into(),
             ..req()
         };
         let m = merge(&template(), &r);
-        assert_eq!((m.image.as_str(), m.gpus), ("team/app:1", 2));
+        assert_eq!((m.image.as_str(), m.gpus), ("team/app:1", Some(2)));
         // An empty label or onstart given on purpose wins (validation then drops it).
         let r = CreateInstance {
             label: Some(String::new()),
@@ -476,26 +478,55 @@ mod tests {
     }
 
     #[test]
-    fn flags_are_ored() {
+    fn zero_and_false_given_win_over_the_template() {
         let t = CreateInstance {
+            image: "x".into(),
             mode: Some(LaunchMode::Jupyter),
+            gpus: Some(1),
+            direct: Some(true),
+            jupyter_lab: Some(true),
             ..req()
         };
         let r = CreateInstance {
-            direct: true,
-            jupyter_lab: true,
+            gpus: Some(0),
+            direct: Some(false),
+            jupyter_lab: Some(false),
             ..req()
         };
         let m = merge(&t, &r);
-        assert!(m.direct && m.jupyter_lab);
+        assert_eq!(
+            (m.gpus, m.direct, m.jupyter_lab),
+            (Some(0), Some(false), Some(false))
+        );
+        let spec = InstanceSpec::from_request(&m).unwrap();
+        assert_eq!(
+            (spec.gpus, spec.direct, spec.jupyter_lab),
+            (0, false, false)
+        );
+        // Not given: the template's.
+        let m = merge(&t, &req());
+        assert_eq!(
+            (m.gpus, m.direct, m.jupyter_lab),
+            (Some(1), Some(true), Some(true))
+        );
+        // Switched on by the request over a template that has them off or unset.
         let t = CreateInstance {
+            image: "x".into(),
             mode: Some(LaunchMode::Jupyter),
-            direct: true,
-            jupyter_lab: true,
+            direct: Some(false),
             ..req()
         };
-        let m = merge(&t, &req());
-        assert!(m.direct && m.jupyter_lab);
+        let r = CreateInstance {
+            gpus: Some(3),
+            direct: Some(true),
+            jupyter_lab: Some(true),
+            ..req()
+        };
+        let m = merge(&t, &r);
+        assert_eq!(
+            (m.gpus, m.direct, m.jupyter_lab),
+            (Some(3), Some(true), Some(true))
+        );
     }
 
     #[test]
@@ -504,10 +535,10 @@ mod tests {
         let t = CreateInstance {
             image: "x".into(),
             mode: Some(LaunchMode::Jupyter),
-            jupyter_lab: true,
+            jupyter_lab: Some(true),
             jupyter_dir: Some("/work".into()),
             onstart: Some("echo hi".into()),
-            direct: true,
+            direct: Some(true),
             ..req()
         };
         let r = CreateInstance {
@@ -516,10 +547,10 @@ mod tests {
         };
         let m = merge(&t, &r);
         assert_eq!(m.mode, Some(LaunchMode::Ssh));
-        assert!(!m.jupyter_lab);
+        assert_eq!(m.jupyter_lab, None);
         assert_eq!(m.jupyter_dir, None);
         assert_eq!(m.onstart.as_deref(), Some("echo hi"));
-        assert!(m.direct);
+        assert_eq!(m.direct, Some(true));
         InstanceSpec::from_request(&m).unwrap();
         // ... and in entrypoint mode.
         let r = CreateInstance {
@@ -527,7 +558,7 @@ mod tests {
             ..req()
         };
         let m = merge(&t, &r);
-        assert_eq!((m.onstart, m.direct), (None, false));
+        assert_eq!((m.onstart, m.direct), (None, None));
         InstanceSpec::from_request(&merge(&t, &r)).unwrap();
         // An entrypoint template launched in ssh mode loses its entrypoint and args.
         let t = CreateInstance {
@@ -875,6 +906,37 @@ mod tests {
         assert!(!out.status.success());
         assert!(out.stdout.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn notes_show_control_characters_escaped() {
+        let facts = ImageFacts {
+            entrypoint: vec!["/bin/p\u{1b}[2J".into()],
+            cmd: vec!["a\rb".into(), "tab\there".into()],
+            env: vec!["BERTH_\r=1".into()],
+            workdir: "/w\rx".into(),
+            user: "app\u{7}".into(),
+            ..Default::default()
+        };
+        let (s, notes) = from_image("img", LaunchMode::Ssh, &facts);
+        for n in &notes {
+            assert!(!visible::has_controls(n), "{n:?}");
+        }
+        let all = notes.join("\n");
+        for want in [
+            "(`exec $'/bin/p\\e[2J' $'a\\rb' $'tab\\there'`)",
+            "WORKDIR $'/w\\rx' first",
+            "did not carry ENV $'BERTH_\\r'",
+            "USER $'app\\a'",
+            "exec su $'app\\a' -s",
+        ] {
+            assert!(all.contains(want), "{want:?} not in:\n{all}");
+        }
+        // The script itself stays exact (POSIX quoting, the bytes as they are).
+        assert!(s
+            .onstart
+            .unwrap()
+            .ends_with("exec '/bin/p\u{1b}[2J' 'a\rb' 'tab\there'\n"),);
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A 409 caused by one request field, e.g. a name already in use: the body names it as
+    /// a 400's does.
+    #[error("{0}")]
+    FieldConflict(FieldError),
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -50,12 +54,12 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::FieldConflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = match self {
-            ApiError::Field(f) => ErrorBody {
+            ApiError::Field(f) | ApiError::FieldConflict(f) => ErrorBody {
                 error: format!("{}: {}", f.field, f.message),
                 field: Some(f.field),
             },
@@ -72,5 +76,42 @@ impl IntoResponse for ApiError {
             );
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answer(e: ApiError) -> (StatusCode, ErrorBody) {
+        let resp = e.into_response();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn field_errors_name_their_field_as_400_or_409() {
+        let (s, b) = answer(FieldError::new("image", "not valid").into()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            (b.error.as_str(), b.field.as_deref()),
+            ("image: not valid", Some("image"))
+        );
+        let (s, b) = answer(ApiError::FieldConflict(FieldError::new(
+            "name",
+            "template t already exists",
+        )))
+        .await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        assert_eq!(
+            (b.error.as_str(), b.field.as_deref()),
+            ("name: template t already exists", Some("name"))
+        );
+        let (s, b) = answer(ApiError::Conflict("you cannot remove yourself".into())).await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        assert_eq!(b.field, None);
     }
 }

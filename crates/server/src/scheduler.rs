@@ -78,7 +78,7 @@ mod tests {
     fn spec(gpus: u32) -> InstanceSpec {
         InstanceSpec::from_request(&berth_core::api::CreateInstance {
             image: "x".into(),
-            gpus,
+            gpus: Some(gpus),
             ..Default::default()
         })
         .unwrap()

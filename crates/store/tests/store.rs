@@ -999,10 +999,10 @@ async fn templates(db: Db) {
         env: [("Q".to_string(), "it's \"odd\" $HOME\n\\".to_string())].into(),
         ports: vec!["8765/tcp".into()],
         label: Some("lab".into()),
-        gpus: 2,
+        gpus: Some(2),
         onstart: Some("cd '/srv/app dir' || exit 1\nexec python3 'a b' ''\n".into()),
-        direct: true,
-        jupyter_lab: true,
+        direct: Some(true),
+        jupyter_lab: Some(true),
         jupyter_dir: Some("/work".into()),
         http_ports: vec![7860],
     };

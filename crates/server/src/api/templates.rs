@@ -23,7 +23,8 @@ fn template_view(t: berth_store::TemplateRow) -> api::Template {
 }
 
 /// Checks a template's name, readme and settings; answers the readme and settings to store
-/// (an empty readme is none; the mode is always stated).
+/// (an empty readme is none; the mode is always stated; a blank label, onstart script or
+/// Docker-options string is none, as it is for an instance: `--label ''` removes a label).
 fn checked(
     name: &str,
     readme: Option<String>,
@@ -49,11 +50,55 @@ fn checked(
         message: e.message,
     })?;
     settings.mode = Some(settings.mode.unwrap_or_default());
+    for text in [
+        &mut settings.label,
+        &mut settings.onstart,
+        &mut settings.docker_options,
+    ] {
+        if text.as_ref().is_some_and(|t| t.trim().is_empty()) {
+            *text = None;
+        }
+    }
     Ok((readme, settings))
 }
 
 fn not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("template {name} not found"))
+}
+
+/// The 409 for a template name the caller already uses, on the field `name` (so that the
+/// GUI shows it next to the name).
+fn name_taken(name: &str) -> ApiError {
+    ApiError::FieldConflict(FieldError::new(
+        "name",
+        format!("template {name} already exists"),
+    ))
+}
+
+/// Stores `user`'s new template `name`; a name in use is [`name_taken`].
+async fn insert(
+    app: &App,
+    user: &CurrentUser,
+    name: &str,
+    readme: Option<&str>,
+    settings: &CreateInstance,
+) -> Result<berth_store::TemplateRow, ApiError> {
+    match app
+        .store
+        .create_template(&user.name, name, readme, settings, now_ms())
+        .await
+    {
+        Ok(row) => Ok(row),
+        // A conflict is the name in use, or the user gone: tell which by looking.
+        Err(berth_store::StoreError::Conflict(m)) => {
+            if app.store.get_template(&user.name, name).await?.is_some() {
+                Err(name_taken(name))
+            } else {
+                Err(ApiError::Conflict(m))
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn list(
@@ -70,16 +115,7 @@ pub async fn create(
     Body(body): Body<api::TemplateBody>,
 ) -> Result<(StatusCode, Json<api::Template>), ApiError> {
     let (readme, settings) = checked(&body.name, body.readme, body.settings)?;
-    let row = app
-        .store
-        .create_template(
-            &user.name,
-            &body.name,
-            readme.as_deref(),
-            &settings,
-            now_ms(),
-        )
-        .await?;
+    let row = insert(&app, &user, &body.name, readme.as_deref(), &settings).await?;
     tracing::info!(owner = %user.name, template = %row.name, "template created");
     Ok((StatusCode::CREATED, Json(template_view(row))))
 }
@@ -166,10 +202,7 @@ pub async fn from_image(
         .await?
         .is_some()
     {
-        return Err(ApiError::Conflict(format!(
-            "template {} already exists",
-            body.name
-        )));
+        return Err(name_taken(&body.name));
     }
     let facts = app.hub.inspect_image(image).await?;
     let (settings, notes) = template::from_image(image, body.mode, &facts);
@@ -182,16 +215,7 @@ pub async fn from_image(
             ),
         )
     })?;
-    let row = app
-        .store
-        .create_template(
-            &user.name,
-            &body.name,
-            readme.as_deref(),
-            &settings,
-            now_ms(),
-        )
-        .await?;
+    let row = insert(&app, &user, &body.name, readme.as_deref(), &settings).await?;
     tracing::info!(owner = %user.name, template = %row.name, %image, mode = %body.mode, "template made from an image");
     Ok((
         StatusCode::CREATED,
