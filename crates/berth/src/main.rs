@@ -201,7 +201,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
@@ -435,4 +435,47 @@ async fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
     .context("cannot start the proxy")?;
     println!("berth proxy is up");
     proxy.wait().await.context("proxy failed")
+}
+
+/// The error and its causes on one line, `a: b: c`, leaving out a cause whose text the line
+/// already holds (errors that print their source in their own message, as many do).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn errors_print_each_cause_once() {
+        /// Says its source in its own message, and has it as its source too.
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "certificate authority: {}", self.0)
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let inner = std::io::Error::other("ca.key may be read by others");
+        let e = anyhow::Error::from(Outer(inner)).context("cannot start the server");
+        assert_eq!(
+            super::one_line(&e),
+            "cannot start the server: certificate authority: ca.key may be read by others"
+        );
+    }
 }
