@@ -170,8 +170,8 @@ fn ssh_through_the_proxy_on_a_host_without_open_ports() {
     // Restart the proxy while the instance runs: the agent reconnects and the same proxy
     // port works again within 5 s.
     d.stop_proxy();
-    d.start_proxy();
     let restarted = Instant::now();
+    d.start_proxy();
     loop {
         if ssh(port, &key.private, &kh, &["-o", "ConnectTimeout=2"], "true")
             .status
