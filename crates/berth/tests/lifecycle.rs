@@ -114,14 +114,21 @@ fn no_two_instances_share_a_host_port() {
     );
 }
 
-/// Ctrl-C (SIGTERM) stops berth; containers keep running; the next `berth up` re-adopts them.
+/// Ctrl-C (SIGINT) stops berth cleanly; containers keep running; the next `berth up`
+/// re-adopts them.
 #[test]
 fn berth_up_restart_keeps_and_readopts_containers() {
     let mut b = Berth::up();
     let (id, cid) = sleeper(&b);
     let started = inspect(&cid, "{{.State.StartedAt}}");
     let key = b.admin_key.clone();
-    b.stop_process();
+    let status = b.interrupt();
+    assert!(status.success(), "Ctrl-C is a clean stop: {status:?}");
+    assert!(
+        b.log().contains("stopping (containers keep running)"),
+        "{}",
+        b.log()
+    );
     assert_eq!(
         inspect(&cid, "{{.State.Running}}"),
         "true",

@@ -371,6 +371,24 @@ fn ssh_mode_end_to_end() {
         "berth scp",
     );
     assert_eq!(std::fs::read_to_string(&got).unwrap(), "kept\n");
+    // And up, to a path with a space.
+    let up = b.dir.join("up via berth.txt");
+    std::fs::write(&up, "uploaded by berth scp\n").unwrap();
+    ok(
+        &b.cli(&[
+            "scp",
+            "-i",
+            key.private.to_str().unwrap(),
+            up.to_str().unwrap(),
+            &format!("{id}:/root/up via berth.txt"),
+        ]),
+        "berth scp up",
+    );
+    let out = ok(
+        &ssh(port, &key.private, &kh, &[], "cat '/root/up via berth.txt'"),
+        "read the upload",
+    );
+    assert_eq!(out, "uploaded by berth scp\n");
 }
 
 /// Nothing in the image's /etc/ssh can change berth's sshd: not the port, not passwords,
@@ -386,14 +404,34 @@ fn hostile_sshd_config_and_non_root_user_change_nothing() {
         let id = b.create(&[
             image,
             "--ssh",
+            "-e",
+            "HV=hostile 'value'",
             "--onstart-cmd",
             "echo onstart here; id -un",
             "--wait",
         ]);
         let v = b.wait_state(id, "running");
         let port = ssh_port(&v);
-        let out = ok(&ssh(port, &key.private, &kh, &[], "id -u; pwd"), image);
-        assert!(out.starts_with("0\n"), "{image}: {out}");
+        let out = ok(
+            &ssh(port, &key.private, &kh, &[], "id -u; echo \"$HV\"; pwd"),
+            image,
+        );
+        assert!(out.starts_with("0\nhostile 'value'\n"), "{image}: {out}");
+        // Files both ways, through the image's own sftp-server, as on any image.
+        let local = b.dir.join(format!("{id}.txt"));
+        std::fs::write(&local, "both ways\n").unwrap();
+        let keyp = key.private.to_str().unwrap();
+        let remote = format!("{id}:/tmp/copied.txt");
+        ok(
+            &b.cli(&["scp", "-i", keyp, local.to_str().unwrap(), &remote]),
+            "berth scp up",
+        );
+        let back = b.dir.join(format!("{id}-back.txt"));
+        ok(
+            &b.cli(&["scp", "-i", keyp, &remote, back.to_str().unwrap()]),
+            "berth scp down",
+        );
+        assert_eq!(std::fs::read_to_string(&back).unwrap(), "both ways\n");
         let o = ssh(
             port,
             &key.private,

@@ -149,19 +149,24 @@ pub fn spawn_berth(
 
 /// Sends SIGTERM and waits for the process to end.
 pub fn terminate(child: &mut Child) {
+    signal_and_wait(child, "TERM");
+}
+
+/// Sends SIG`name` (TERM, INT) and waits for the process to end; returns how it ended.
+pub fn signal_and_wait(child: &mut Child, name: &str) -> std::process::ExitStatus {
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{name}"), &child.id().to_string()])
         .status();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
     let _ = child.wait();
-    panic!("berth did not stop within 20 s of SIGTERM");
+    panic!("berth did not stop within 20 s of SIG{name}");
 }
 
 /// `berth up` all in one.
@@ -256,6 +261,12 @@ impl Berth {
         if let Some(mut c) = self.child.take() {
             terminate(&mut c);
         }
+    }
+
+    /// Ctrl-C: SIGINT, as a terminal sends it; returns how berth ended.
+    pub fn interrupt(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("berth is running");
+        signal_and_wait(&mut c, "INT")
     }
 
     pub fn log(&self) -> String {
