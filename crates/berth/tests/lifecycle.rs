@@ -24,12 +24,18 @@ fn stop_start_reboot_destroy() {
     let ids = id.to_string();
     assert_eq!(inspect(&cid, "{{.State.Running}}"), "true");
 
-    assert!(b.ok(&["stop", &ids]).contains(&format!("instance {id}")));
-    b.wait_state(id, "stopped");
+    assert_eq!(
+        b.ok(&["stop", &ids, "--wait"]),
+        format!("instance {id}: stopped\n")
+    );
     assert_eq!(inspect(&cid, "{{.State.Running}}"), "false");
     let ports_before = b.show(id)["ports"].clone();
 
-    b.ok(&["start", &ids]);
+    let said = b.ok(&["start", &ids]);
+    assert!(
+        said.starts_with(&format!("instance {id}: start requested (now ")),
+        "{said}"
+    );
     let v = b.wait_state(id, "running");
     assert_eq!(
         v["container_id"],
@@ -48,7 +54,7 @@ fn stop_start_reboot_destroy() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(inspect(&cid, "{{.State.StartedAt}}"), started);
 
-    b.ok(&["reboot", &ids]);
+    b.ok(&["reboot", &ids, "--wait"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while inspect(&cid, "{{.State.StartedAt}}") == started {
         assert!(

@@ -58,16 +58,25 @@ pub enum Command {
     Stop {
         #[arg(value_parser = id_parser())]
         id: i64,
+        /// Wait until it has stopped
+        #[arg(long)]
+        wait: bool,
     },
     /// Start a stopped or exited instance
     Start {
         #[arg(value_parser = id_parser())]
         id: i64,
+        /// Wait until it is running (or exited or failed)
+        #[arg(long)]
+        wait: bool,
     },
     /// Restart an instance's container
     Reboot {
         #[arg(value_parser = id_parser())]
         id: i64,
+        /// Wait until it is running again (or exited or failed)
+        #[arg(long)]
+        wait: bool,
     },
     /// Remove an instance and its container
     Destroy {

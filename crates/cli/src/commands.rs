@@ -53,17 +53,20 @@ pub async fn run(cmd: Command) -> Result<ExitCode> {
             tail,
             onstart,
         } => logs(&client, id, follow, tail, onstart).await?,
-        Command::Stop { id } => {
+        Command::Stop { id, wait } => {
             let i = client.stop(id).await?;
-            print(&format!("instance {id}: {}\n", output::state(&i)))?
+            requested(client, "stop", i, wait, |i| {
+                !matches!(i.state, InstanceState::Running | InstanceState::Connecting)
+            })
+            .await?
         }
-        Command::Start { id } => {
+        Command::Start { id, wait } => {
             let i = client.start(id).await?;
-            print(&format!("instance {id}: {}\n", output::state(&i)))?
+            requested(client, "start", i, wait, |i| i.state.is_settled()).await?
         }
-        Command::Reboot { id } => {
+        Command::Reboot { id, wait } => {
             let i = client.reboot(id).await?;
-            print(&format!("instance {id}: {}\n", output::state(&i)))?
+            requested(client, "reboot", i, wait, |i| i.state.is_settled()).await?
         }
         Command::Destroy { id } => {
             client.destroy(id).await?;
@@ -99,6 +102,31 @@ pub async fn run(cmd: Command) -> Result<ExitCode> {
         Command::SshConfig { identity } => ssh_config(&client, identity.as_deref()).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// After a stop, start or reboot: says it was asked and what the instance shows now (a
+/// stopping instance shows running until its container has stopped); with `wait`, waits
+/// until `done` and says where it ended.
+async fn requested(
+    client: Client,
+    what: &str,
+    now: Instance,
+    wait: bool,
+    done: impl Fn(&Instance) -> bool,
+) -> Result<()> {
+    let id = now.id;
+    if !wait {
+        return print(&format!(
+            "instance {id}: {what} requested (now {}; --wait waits for it)\n",
+            output::state(&now)
+        ));
+    }
+    let i = wait::until(&client, id, done).await?;
+    print(&format!("instance {id}: {}\n", output::state(&i)))?;
+    if matches!(i.state, InstanceState::Failed) {
+        bail!("instance {id} failed");
+    }
+    Ok(())
 }
 
 async fn login(url: &str, api_key: &str) -> Result<()> {

@@ -12,6 +12,11 @@ const POLL_EVERY: Duration = Duration::from_millis(200);
 /// Polls the instance until it is running, stopped, exited or failed, and answers it.
 /// On a terminal a progress bar shows image pulls; otherwise each new state is a line.
 pub async fn until_settled(client: &Client, id: i64) -> Result<Instance> {
+    until(client, id, |i| i.state.is_settled()).await
+}
+
+/// Polls the instance until `done`, showing its states as [`until_settled`] does.
+pub async fn until(client: &Client, id: i64, done: impl Fn(&Instance) -> bool) -> Result<Instance> {
     let mut display = if std::io::stderr().is_terminal() {
         Display::bar()
     } else {
@@ -25,7 +30,7 @@ pub async fn until_settled(client: &Client, id: i64) -> Result<Instance> {
                 return Err(e);
             }
         };
-        if instance.state.is_settled() {
+        if done(&instance) {
             display.finish();
             return Ok(instance);
         }
