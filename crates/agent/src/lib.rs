@@ -53,6 +53,12 @@ pub enum AgentError {
     Engine(#[from] EngineError),
     #[error("invalid agent config: {0}")]
     Config(String),
+    #[error(
+        "another berth agent runs on the data dir {}: stop it first, or give this one its \
+         own --data-dir",
+        .0.display()
+    )]
+    DataDirInUse(std::path::PathBuf),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -98,6 +104,28 @@ fn install_init(data_dir: &std::path::Path) -> Result<std::path::PathBuf, AgentE
         .map_err(io("cannot write", &tmp))?;
     std::fs::rename(&tmp, &path).map_err(io("cannot write", &path))?;
     Ok(path)
+}
+
+/// Takes the data dir's lock file, or says that another agent holds it (two agents on one
+/// data dir would converge the same containers). The lock goes with the process.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, AgentError> {
+    let io = |what: &'static str, path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| AgentError::Io { what, path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io("cannot create", dir))?;
+    let path = dir.join("agent.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io("cannot open", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AgentError::DataDirInUse(dir.into())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io("cannot lock", &path)(e)),
+    }
 }
 
 impl AgentConfig {
@@ -365,6 +393,7 @@ impl Shared {
 /// Runs the agent until `shutdown` is cancelled. Containers keep running afterwards.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
     config.validate()?;
+    let _lock = lock_data_dir(&config.data_dir)?;
     let init_path = install_init(&config.data_dir)?;
     let engine = Engine::connect().await?;
     let docker_version = engine.version().await?;

@@ -205,3 +205,50 @@ fn agent_and_server_restart_apart() {
     d.wait_state(&id, "offline");
     d.wait_host("split-host", false);
 }
+
+/// One berth a data dir: a second `berth up` on it (which would drive the same agent and
+/// containers) stops at once and says why; so does a second agent on an agent's data dir.
+#[test]
+fn a_data_dir_takes_one_berth() {
+    let b = Berth::up();
+    let data = b.dir.join("data");
+    let out = std::process::Command::new(berth_bin())
+        .args([
+            "up",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("BERTH_CONFIG", b.dir.join("second-config.json"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("another berth server (or berth up) runs on the data dir"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+    let out = std::process::Command::new(berth_bin())
+        .args([
+            "agent",
+            "--server",
+            &b.url,
+            "--token",
+            "x",
+            "--public-ip",
+            "127.0.0.1",
+        ])
+        .args(["--data-dir", data.join("agent").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("another berth agent runs on the data dir"),
+        "{}",
+        stderr(&out)
+    );
+    // The first one is unharmed.
+    b.ok(&["ls"]);
+}

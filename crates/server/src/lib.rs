@@ -69,6 +69,12 @@ pub enum ServerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "another berth server (or berth up) runs on the data dir {}: stop it first, or give \
+         this one its own --data-dir",
+        .0.display()
+    )]
+    DataDirInUse(PathBuf),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -84,6 +90,8 @@ pub struct RunningServer {
     pub deployment: String,
     hub: Hub,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Held while the server runs: one server a data dir.
+    _lock: std::fs::File,
 }
 
 impl RunningServer {
@@ -128,6 +136,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningServer, ServerError> {
     create_private_dir(&config.data_dir)?;
+    let lock = lock_data_dir(&config.data_dir)?;
     let db_url = match &config.db_url {
         Some(u) => u.clone(),
         None => format!("sqlite://{}", config.data_dir.join("berth.db").display()),
@@ -204,7 +213,34 @@ pub async fn start(
         deployment,
         hub,
         task,
+        _lock: lock,
     })
+}
+
+/// Takes the data dir's lock file, or says that another server holds it (two servers on
+/// one data dir would both drive the same agents and containers). The lock goes with the
+/// process, however it ends.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
+    let path = dir.join("server.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| ServerError::Io {
+            what: "cannot open",
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::DataDirInUse(dir.into())),
+        Err(std::fs::TryLockError::Error(source)) => Err(ServerError::Io {
+            what: "cannot lock",
+            path,
+            source,
+        }),
+    }
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), ServerError> {
