@@ -26,13 +26,15 @@ pub(crate) enum Outgoing {
     Log(u64, bytes::Bytes),
 }
 
-/// Keeps a session with the server up until shutdown.
-pub(crate) async fn run(shared: Arc<Shared>) {
+/// Keeps a session with the server up until shutdown. Ends with an error only when the
+/// server refuses the agent's token: trying again would not change that.
+pub(crate) async fn run(shared: Arc<Shared>) -> Result<(), crate::AgentError> {
     let mut backoff = MIN_BACKOFF;
     loop {
         let began = Instant::now();
         match session(&shared).await {
-            Ok(()) => return,
+            Ok(()) => return Ok(()),
+            Err(e) if e.starts_with(REFUSED) => return Err(crate::AgentError::Refused(e)),
             Err(e) => {
                 tracing::warn!(error = %e, server = %shared.config.server_url, "no session with the server")
             }
@@ -43,11 +45,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
         tokio::select! {
             _ = tokio::time::sleep(backoff + Duration::from_millis(jitter)) => {}
-            _ = shared.shutdown.cancelled() => return,
+            _ = shared.shutdown.cancelled() => return Ok(()),
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
+
+/// How a session error that ends the agent starts.
+const REFUSED: &str = "the server refused the agent token";
 
 fn ws_url(base: &str) -> String {
     let base = base.trim_end_matches('/');
@@ -78,7 +83,12 @@ async fn session(shared: &Arc<Shared>) -> Result<(), String> {
     )
     .await
     .map_err(|_| "connecting timed out".to_string())?
-    .map_err(|e| format!("cannot connect: {e}"))?;
+    .map_err(|e| match e {
+        tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401 => {
+            format!("{REFUSED} (HTTP 401): give it the token `berth server` prints (agent token)")
+        }
+        e => format!("cannot connect: {e}"),
+    })?;
     let (mut sink, mut stream) = ws.split();
     let hello = AgentMessage::Hello {
         protocol: PROTOCOL_VERSION,

@@ -53,6 +53,8 @@ pub enum AgentError {
     Engine(#[from] EngineError),
     #[error("invalid agent config: {0}")]
     Config(String),
+    #[error("{0}")]
+    Refused(String),
     #[error(
         "another berth agent runs on the data dir {}: stop it first, or give this one its \
          own --data-dir",
@@ -428,7 +430,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         workers: Mutex::new(HashMap::new()),
         shutdown: shutdown.clone(),
     });
-    conn::run(shared.clone()).await;
+    let result = conn::run(shared.clone()).await;
+    shared.shutdown.cancel();
     let workers: Vec<_> = shared
         .workers
         .lock()
@@ -439,5 +442,5 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     for t in workers {
         let _ = t.await;
     }
-    Ok(())
+    result
 }

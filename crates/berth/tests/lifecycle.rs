@@ -252,3 +252,25 @@ fn a_data_dir_takes_one_berth() {
     // The first one is unharmed.
     b.ok(&["ls"]);
 }
+
+/// An agent whose token the server refuses stops with one clear line: retrying would not
+/// make the token right.
+#[test]
+fn an_agent_with_a_wrong_token_stops_and_says_why() {
+    let b = Berth::up();
+    let dir = b.dir.join("bad-agent");
+    let out = std::process::Command::new(berth_bin())
+        .args(["agent", "--server", &b.url, "--token", "berth_agent_wrong"])
+        .args(["--public-ip", "127.0.0.1", "--name", "bad-agent"])
+        .args(["--data-dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("the server refused the agent token"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
+}
