@@ -5,7 +5,7 @@ import {
   announce, api, clearError, clearFieldErrors, confirmDialog, field, h, heading, replace,
   showApiError, showError, when,
 } from './lib.js';
-import { draftRequest } from './create.js';
+import { draftSettings } from './create.js';
 
 export function render(main, { arg }) {
   const tbody = h('tbody');
@@ -63,7 +63,7 @@ export function render(main, { arg }) {
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Save template')));
   let settings = null;
   try {
-    settings = draftRequest();
+    settings = draftSettings();
     replace(draftSummary, settings.image
       ? ['The Create form holds: ', h('code', null, settings.image), ` in ${settings.mode} mode. `, h('a', { href: '#/create' }, 'Edit it'), '.']
       : ['The Create form is empty: ', h('a', { href: '#/create' }, 'fill it in'), ' first.']);
@@ -75,7 +75,7 @@ export function render(main, { arg }) {
     clearError();
     clearFieldErrors(saveForm);
     try {
-      const body = { name: saveName.control.value.trim(), readme: saveReadme.control.value.trim() || undefined, settings: draftRequest() };
+      const body = { name: saveName.control.value.trim(), readme: saveReadme.control.value.trim() || undefined, settings: draftSettings() };
       await api('POST', '/api/v1/templates', body);
       announce(`Template ${body.name} saved`);
       saveForm.reset();
