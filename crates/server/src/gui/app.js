@@ -2,7 +2,8 @@
 // is a module exporting `render(main, ctx)`, which may return a function that stops what
 // the page started (polling, log streams) when the user leaves it.
 //
-// Routes: #/instances, #/instances/ID, #/create[/TEMPLATE], #/templates, #/keys, #/hosts.
+// Routes: #/instances, #/instances/ID, #/create[/TEMPLATE], #/templates, #/template/NAME,
+// #/template/NAME/edit, #/keys, #/hosts.
 import { api, clearError, setSessionProof, showError } from './lib.js';
 import * as signin from './signin.js';
 import * as instances from './instances.js';
@@ -15,6 +16,7 @@ const PAGES = {
   instances: { title: 'Instances', nav: 'instances', render: (m, c) => (c.arg ? instances.renderDetail(m, c) : instances.renderList(m, c)) },
   create: { title: 'Create', nav: 'create', render: create.render },
   templates: { title: 'Templates', nav: 'templates', render: templates.render },
+  template: { title: 'Template', nav: 'templates', render: templates.renderOne },
   keys: { title: 'SSH keys', nav: 'keys', render: keys.render },
   hosts: { title: 'Hosts', nav: 'hosts', render: hosts.render },
 };

@@ -65,7 +65,8 @@ export function render(main, { arg, navigate }) {
     }
     replace(readme,
       h('p', null, h('strong', null, `Template ${t.name}`), t.readme ? `: ${t.readme}` : ''),
-      h('p', { class: 'hint' }, 'Settings you leave as they are come from the template exactly.'));
+      h('p', { class: 'hint' }, 'Settings you leave as they are come from the template exactly. ',
+        h('a', { href: `#/template/${encodeURIComponent(t.name)}` }, 'See all its settings'), '.'));
     readme.hidden = false;
   };
 
