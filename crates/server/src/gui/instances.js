@@ -129,7 +129,7 @@ export function renderDetail(main, { arg, navigate }) {
     h('div', { class: 'page-head' }, title, badge),
     actions,
     h('div', { class: 'detail-grid' },
-      h('section', { class: 'card connect-card', 'aria-labelledby': 'h-connect' }, h('h2', { id: 'h-connect' }, 'Connect'), connect),
+      h('section', { class: 'card connect-card', 'aria-labelledby': 'h-connect' }, h('h2', { id: 'h-connect' }, 'Connect'), connect, caSection()),
       logs.section,
       h('section', { class: 'card settings-card', 'aria-labelledby': 'h-settings' }, h('h2', { id: 'h-settings' }, 'Settings'), summary)),
   );
@@ -271,13 +271,44 @@ function connectPanel(i) {
   } else {
     out.push(h('p', null, waiting(i, 'No ports are mapped.')));
   }
-  out.push(
+  return out;
+}
+
+/** A copyable block of shell commands. */
+function snippet(text, what) {
+  const pre = h('pre', { class: 'command' }, text);
+  return h('div', { class: 'copyable' }, pre, copyButton(pre, what));
+}
+
+/** The CA certificate's download link and the short steps to trust it (as in the README's
+ *  "Trusting berth's certificate authority"). Built once: polling never closes it. */
+function caSection() {
+  return h('div', { class: 'ca' },
     h('h3', null, 'Certificate authority'),
     h('p', null,
       h('a', { href: '/api/v1/ca.crt', download: 'berth-ca.crt', id: 'ca-link' }, "Download berth's CA certificate (berth-ca.crt)"),
-      '. Install it once on each machine you browse from so that Jupyter and the proxy\'s HTTPS links are trusted: see “Trusting berth\'s certificate authority” in berth\'s README.'),
-  );
-  return out;
+      ". Install it once on each machine you browse from, and Jupyter's direct links and the proxy's HTTPS links are trusted."),
+    h('details', { class: 'ca-steps', id: 'ca-steps' },
+      h('summary', null, 'How to install it'),
+      h('p', null, 'Downloaded over plain HTTP? Compare its fingerprint with the one of the server\'s ', h('code', null, 'DATA_DIR/ca.crt'), ' first:'),
+      snippet('openssl x509 -in berth-ca.crt -noout -subject -fingerprint -sha256', 'fingerprint command'),
+      h('h4', null, 'Linux, system store (curl, wget, most tools)'),
+      h('p', null, 'Debian / Ubuntu (the file must end in .crt):'),
+      snippet('sudo cp berth-ca.crt /usr/local/share/ca-certificates/\nsudo update-ca-certificates', 'Debian commands'),
+      h('p', null, 'Fedora / RHEL:'),
+      snippet('sudo cp berth-ca.crt /etc/pki/ca-trust/source/anchors/\nsudo update-ca-trust', 'Fedora commands'),
+      h('h4', null, 'Chrome / Chromium on Linux'),
+      h('p', null, 'They keep their own NSS database. ', h('code', null, 'certutil'), ' is in Debian\'s ', h('code', null, 'libnss3-tools'), ' (Fedora: ', h('code', null, 'nss-tools'), '); the first two lines only if the browser never ran. Restart the browser after.'),
+      snippet('mkdir -p $HOME/.pki/nssdb\ncertutil -d sql:$HOME/.pki/nssdb -N --empty-password\ncertutil -d sql:$HOME/.pki/nssdb -A -t "C,," -n berth-ca -i berth-ca.crt', 'certutil commands'),
+      h('h4', null, 'macOS (Safari, Chrome, curl)'),
+      h('p', null, 'Keychain Access → the ', h('strong', null, 'System'), ' keychain → File → Import Items… → berth-ca.crt; double-click “berth CA …” → Trust → When using this certificate: ', h('strong', null, 'Always Trust'), '; close it and confirm with your password. Or in a terminal:'),
+      snippet('sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain berth-ca.crt', 'macOS command'),
+      h('h4', null, 'Windows (Edge, Chrome, curl)'),
+      h('p', null, h('code', null, 'certmgr.msc'), ' → ', h('strong', null, 'Trusted Root Certification Authorities'), ' → right-click Certificates → All Tasks → Import… → berth-ca.crt → Finish, and answer Yes to the warning. Or in a prompt run as administrator:'),
+      snippet('certutil -addstore -f Root berth-ca.crt', 'Windows command'),
+      h('h4', null, 'Firefox (its own store, on every system)'),
+      h('p', null, 'Settings → Privacy & Security → Certificates → View Certificates… → Authorities → Import… → berth-ca.crt, tick ', h('strong', null, '“Trust this CA to identify websites”'), ' → OK. (On Windows and macOS, ', h('code', null, 'about:config'), ' → ', h('code', null, 'security.enterprise_roots.enabled'), ' = true makes it trust the system\'s store instead.)'),
+      h('p', { class: 'hint' }, 'More in berth\'s README, “Trusting berth\'s certificate authority”.')));
 }
 
 function waiting(i, settled) {
