@@ -59,8 +59,10 @@ async function route() {
   window.scrollTo(0, 0);
   const ctx = { me, arg, navigate };
   leave = p.render(main, ctx) || null;
+  // Screen readers (and the next Tab) start from the new page's heading. Its focus is
+  // programmatic: no focus ring (it is not a control; see app.css).
   const h1 = main.querySelector('h1');
-  if (h1 && !main.contains(document.activeElement)) h1.focus({ preventScroll: true });
+  if (h1 && !main.contains(document.activeElement)) h1.focus({ preventScroll: true, focusVisible: false });
 }
 
 function showSignIn(main) {
