@@ -190,6 +190,22 @@ impl Chromedriver {
         let profile = self.home.join(format!("profile-{}", rand::random::<u32>()));
         self.new_session(chromium_capabilities(&profile)).await
     }
+
+    /// Like [`Chromedriver::chromium_session`], saving downloads in `downloads` without
+    /// asking.
+    pub async fn chromium_session_downloading_to(
+        self: &Arc<Self>,
+        downloads: &Path,
+    ) -> Result<Session, WdError> {
+        let profile = self.home.join(format!("profile-{}", rand::random::<u32>()));
+        let mut caps = chromium_capabilities(&profile);
+        caps["goog:chromeOptions"]["prefs"] = json!({
+            "download.default_directory": downloads.display().to_string(),
+            "download.prompt_for_download": false,
+            "download.directory_upgrade": true,
+        });
+        self.new_session(caps).await
+    }
 }
 
 impl Drop for Chromedriver {

@@ -2,7 +2,8 @@
 // is a module exporting `render(main, ctx)`, which may return a function that stops what
 // the page started (polling, log streams) when the user leaves it.
 //
-// Routes: #/instances, #/instances/ID, #/create[/TEMPLATE], #/templates, #/keys, #/hosts.
+// Routes: #/instances, #/instances/ID, #/create[/TEMPLATE], #/templates, #/template/NAME,
+// #/template/NAME/edit, #/keys, #/hosts.
 import { api, clearError, setSessionProof, showError } from './lib.js';
 import * as signin from './signin.js';
 import * as instances from './instances.js';
@@ -15,6 +16,7 @@ const PAGES = {
   instances: { title: 'Instances', nav: 'instances', render: (m, c) => (c.arg ? instances.renderDetail(m, c) : instances.renderList(m, c)) },
   create: { title: 'Create', nav: 'create', render: create.render },
   templates: { title: 'Templates', nav: 'templates', render: templates.render },
+  template: { title: 'Template', nav: 'templates', render: templates.renderOne },
   keys: { title: 'SSH keys', nav: 'keys', render: keys.render },
   hosts: { title: 'Hosts', nav: 'hosts', render: hosts.render },
 };
@@ -57,8 +59,10 @@ async function route() {
   window.scrollTo(0, 0);
   const ctx = { me, arg, navigate };
   leave = p.render(main, ctx) || null;
+  // Screen readers (and the next Tab) start from the new page's heading. Its focus is
+  // programmatic: no focus ring (it is not a control; see app.css).
   const h1 = main.querySelector('h1');
-  if (h1 && !main.contains(document.activeElement)) h1.focus({ preventScroll: true });
+  if (h1 && !main.contains(document.activeElement)) h1.focus({ preventScroll: true, focusVisible: false });
 }
 
 function showSignIn(main) {

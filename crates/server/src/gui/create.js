@@ -1,125 +1,38 @@
-// Create an instance: the launch mode decides which fields show; a template fills the form;
-// the API's field errors show next to their fields. The form's values are kept while the
-// GUI is open (the draft), so the Templates page can save them as a template.
+// Create an instance: the launch mode decides which fields show; a template fills the form,
+// and then the request names the template and carries only what the user changed (the server
+// lays it over the template as saved, so nothing the form cannot show exactly is lost); the
+// API's field errors show next to their fields. The form (and the template under it) is kept
+// while the GUI is open (the draft), so the Templates page can save it as a template.
 import {
-  ApiError, announce, api, clearError, clearFieldErrors, field, h, heading, replace,
-  setFieldError, showApiError,
+  announce, api, clearError, clearFieldErrors, field, h, heading, replace, setFieldError,
+  showApiError,
 } from './lib.js';
+import { SettingsForm } from './settings.js';
 
-const MODES = [
-  ['entrypoint', 'Entrypoint', "Run the image as docker run would: its ENTRYPOINT and CMD, or yours."],
-  ['ssh', 'SSH', "berth's init runs sshd with your keys, then your onstart script."],
-  ['jupyter', 'Jupyter', 'Everything SSH does, plus Jupyter over HTTPS with a token.'],
-];
+/** The form as the user left it: the template under it (`{name, settings, readme}` or null),
+ *  the controls' texts and the kept values the user chose to drop. */
+let draft = { base: null, texts: null, dropped: {} };
 
-const EMPTY = {
-  mode: 'entrypoint', image: '', entrypoint: '', args: '', onstart: '', direct: false,
-  jupyter_lab: false, jupyter_dir: '', docker_options: '', env: '', ports: '', http_ports: '',
-  gpus: '0', label: '',
-};
-
-/** The form's values as typed (strings and booleans). */
-let draft = { ...EMPTY };
-
-/** Form values for a create request (a template's settings). */
-export function fromSettings(s) {
-  return {
-    mode: s.mode || 'entrypoint',
-    image: s.image || '',
-    entrypoint: s.entrypoint || '',
-    args: s.args ? s.args.join('\n') : '',
-    onstart: s.onstart || '',
-    direct: !!s.direct,
-    jupyter_lab: !!s.jupyter_lab,
-    jupyter_dir: s.jupyter_dir || '',
-    docker_options: s.docker_options || '',
-    env: Object.entries(s.env || {}).map(([k, v]) => `${k}=${v}`).join('\n'),
-    ports: (s.ports || []).join(' '),
-    http_ports: (s.http_ports || []).join(' '),
-    gpus: String(s.gpus || 0),
-    label: s.label || '',
-  };
+/** The complete settings of the Create form, for "save as template" (throws an ApiError
+ *  naming the field at fault). */
+export function draftSettings() {
+  const f = new SettingsForm('create');
+  f.load(draft.base, draft.texts, draft.dropped);
+  return f.settings();
 }
 
-/** The create request the form's values stand for; throws an ApiError naming the field
- *  for values that cannot be sent at all (the server checks everything else). */
-export function toRequest(d) {
-  const bad = (f, m) => new ApiError(400, `${f}: ${m}`, f);
-  const opt = (v) => (v.trim() === '' ? undefined : v);
-  const req = { image: d.image.trim(), mode: d.mode };
-  if (d.mode === 'entrypoint') {
-    req.entrypoint = opt(d.entrypoint);
-    if (d.args !== '') {
-      // One argument per line, kept exactly; a final newline ends the last line.
-      req.args = d.args.replace(/\r\n?/g, '\n').replace(/\n$/, '').split('\n');
-    }
-  } else {
-    req.onstart = opt(d.onstart);
-    req.direct = d.direct;
-    if (d.mode === 'jupyter') {
-      req.jupyter_lab = d.jupyter_lab;
-      req.jupyter_dir = opt(d.jupyter_dir);
-    }
-  }
-  req.docker_options = opt(d.docker_options);
-  const env = {};
-  d.env.split(/\r?\n/).forEach((line, n) => {
-    if (line.trim() === '') return;
-    const eq = line.indexOf('=');
-    if (eq <= 0) throw bad('env', `line ${n + 1}: write NAME=value`);
-    env[line.slice(0, eq).trim()] = line.slice(eq + 1);
-  });
-  req.env = env;
-  req.ports = d.ports.split(/[\s,]+/).filter(Boolean);
-  req.http_ports = d.http_ports.split(/[\s,]+/).filter(Boolean).map((p) => {
-    const n = Number(p);
-    if (!Number.isInteger(n) || n < 1 || n > 65535) throw bad('http_ports', `${JSON.stringify(p)} is not a port (1-65535)`);
-    return n;
-  });
-  const gpus = d.gpus.trim() === '' ? 0 : Number(d.gpus);
-  if (!Number.isInteger(gpus) || gpus < 0) throw bad('gpus', 'a whole number, 0 or more');
-  req.gpus = gpus;
-  req.label = opt(d.label);
-  return req;
-}
-
-/** The draft as a create request, for "save as template" (throws like toRequest). */
-export function draftRequest() {
-  return toRequest(draft);
+/** The template the Create form was filled from, if any. */
+export function draftTemplate() {
+  return draft.base ? draft.base.name : null;
 }
 
 export function render(main, { arg, navigate }) {
   const picker = field(
-    { label: 'Start from a template', name: 'template', control: 'select', hint: 'Fills in the form; change anything before you create.' },
+    { label: 'Start from a template', name: 'template', control: 'select', hint: 'Fills in the form. What you change overrides the template; everything else is launched exactly as the template has it. “No template” keeps what the form shows.' },
     [h('option', { value: '' }, 'No template')],
   );
-  const readme = h('div', { class: 'readme', hidden: true });
-
-  const image = field({ label: 'Image', name: 'image', required: true, autocomplete: 'off', spellcheck: 'false', placeholder: 'e.g. berth-test/busybox or pytorch/pytorch:latest' });
-
-  const modeError = h('p', { class: 'field-error', id: 'mode-error', hidden: true });
-  const modeRadios = MODES.map(([value, label, hint]) => {
-    const id = `mode-${value}`;
-    return h('div', { class: 'choice-row' },
-      h('input', { type: 'radio', name: 'mode', id, value, 'aria-describedby': `${id}-hint` }),
-      h('label', { for: id }, label),
-      h('span', { class: 'hint', id: `${id}-hint` }, hint));
-  });
-  const mode = h('fieldset', { class: 'field modes', 'data-field': 'mode' }, h('legend', null, 'Launch mode'), modeRadios, modeError);
-
-  const entrypoint = field({ label: 'Entrypoint', name: 'entrypoint', autocomplete: 'off', spellcheck: 'false', hint: "Replaces the image's ENTRYPOINT (and, as in Docker, drops its CMD). Leave empty to keep it." });
-  const args = field({ label: 'Arguments', name: 'args', control: 'textarea', rows: '4', spellcheck: 'false', hint: "One argument per line, passed exactly as written (spaces and quotes included; no shell). Empty keeps the image's CMD." });
-  const onstart = field({ label: 'Onstart script', name: 'onstart', control: 'textarea', rows: '5', spellcheck: 'false', hint: 'Runs after sshd is up, on every start; its output is the onstart log.' });
-  const direct = field({ label: 'Direct connection (a host with open ports)', name: 'direct', type: 'checkbox' });
-  const lab = field({ label: 'JupyterLab (instead of the classic Notebook)', name: 'jupyter_lab', type: 'checkbox' });
-  const dir = field({ label: 'Jupyter directory', name: 'jupyter_dir', autocomplete: 'off', spellcheck: 'false', placeholder: '/', hint: "Jupyter's root directory (default /)." });
-
-  const dockerOptions = field({ label: 'Docker options', name: 'docker_options', autocomplete: 'off', spellcheck: 'false', placeholder: '-e HF_TOKEN=abc -p 8081 -p 7000/udp', hint: 'Only -e/--env NAME=VALUE and -p/--publish, quoted like a shell.' });
-  const env = field({ label: 'Environment', name: 'env', control: 'textarea', rows: '3', spellcheck: 'false', hint: 'One NAME=value per line (wins over -e in the Docker options).' });
-  const ports = field({ label: 'Ports', name: 'ports', autocomplete: 'off', spellcheck: 'false', placeholder: '8080 7000/udp', hint: 'PORT[/tcp|/udp], separated by spaces; each gets a free host port.' });
-  const httpPorts = field({ label: 'HTTP ports', name: 'http_ports', autocomplete: 'off', inputmode: 'numeric', placeholder: '7860', hint: 'Served over HTTPS through the proxy (with an access link).' });
-  const gpus = field({ label: 'GPUs', name: 'gpus', type: 'number', min: '0', step: '1', inputmode: 'numeric' });
-  const label = field({ label: 'Label', name: 'label', autocomplete: 'off', placeholder: 'e.g. worker' });
+  const readme = h('div', { class: 'readme', id: 'template-readme', hidden: true });
+  const settings = new SettingsForm('create');
 
   const submit = h('button', { type: 'submit', class: 'primary', id: 'create-submit' }, 'Create instance');
   const saveTemplate = h('button', { type: 'button', id: 'save-template' }, 'Save as template…');
@@ -129,57 +42,51 @@ export function render(main, { arg, navigate }) {
     'form',
     { class: 'card create-form', novalidate: true },
     h('div', { class: 'group' }, picker, readme),
-    h('div', { class: 'group' }, image, mode),
-    h('div', { class: 'group', 'data-modes': 'entrypoint' }, h('h2', null, 'Command'), entrypoint, args),
-    h('div', { class: 'group', 'data-modes': 'ssh jupyter' }, h('h2', null, 'SSH'), onstart, direct),
-    h('div', { class: 'group', 'data-modes': 'jupyter' }, h('h2', null, 'Jupyter'), lab, dir),
-    h('div', { class: 'group' }, h('h2', null, 'Options'),
-      h('div', { class: 'cols' }, gpus, label), dockerOptions, env, h('div', { class: 'cols' }, ports, httpPorts)),
+    settings.element,
     h('div', { class: 'actions' }, submit, saveTemplate, reset),
   );
 
-  const controls = {
-    image, entrypoint, args, onstart, direct, jupyter_lab: lab, jupyter_dir: dir,
-    docker_options: dockerOptions, env, ports, http_ports: httpPorts, gpus, label,
-  };
-  const read = () => {
-    const d = { mode: form.querySelector('input[name=mode]:checked')?.value || 'entrypoint' };
-    for (const [k, w] of Object.entries(controls)) d[k] = w.control.type === 'checkbox' ? w.control.checked : w.control.value;
-    return d;
-  };
-  const showModes = () => {
-    for (const g of form.querySelectorAll('[data-modes]')) g.hidden = !g.dataset.modes.split(' ').includes(draft.mode);
-  };
-  const fill = (d) => {
-    draft = { ...EMPTY, ...d };
-    for (const [k, w] of Object.entries(controls)) {
-      if (w.control.type === 'checkbox') w.control.checked = !!draft[k];
-      else w.control.value = draft[k];
-    }
-    for (const r of form.querySelectorAll('input[name=mode]')) r.checked = r.value === draft.mode;
-    showModes();
+  const keep = () => {
+    draft = { base: settings.base, texts: settings.texts(), dropped: settings.dropped };
   };
   form.addEventListener('input', (e) => {
-    if (e.target === picker.control) return;
-    draft = read();
-    showModes();
+    if (e.target !== picker.control) keep();
   });
-  form.addEventListener('change', () => {
-    draft = read();
-    showModes();
+  form.addEventListener('change', (e) => {
+    if (e.target !== picker.control) keep();
   });
 
-  let templates = [];
-  const useTemplate = (name) => {
-    const t = templates.find((x) => x.name === name);
+  const showBase = () => {
+    const t = settings.base;
+    picker.control.value = t ? t.name : '';
     if (!t) {
       readme.hidden = true;
       return;
     }
-    clearFieldErrors(form);
-    fill(fromSettings(t.settings));
-    replace(readme, h('p', null, h('strong', null, `Template ${t.name}`), t.readme ? `: ${t.readme}` : ''));
+    replace(readme,
+      h('p', null, h('strong', null, `Template ${t.name}`), t.readme ? `: ${t.readme}` : ''),
+      h('p', { class: 'hint' }, 'Settings you leave as they are come from the template exactly. ',
+        h('a', { href: `#/template/${encodeURIComponent(t.name)}` }, 'See all its settings'), '.'));
     readme.hidden = false;
+  };
+
+  let templates = [];
+  const useTemplate = (name) => {
+    clearFieldErrors(form);
+    if (!name) {
+      // Keep what the form shows, without the template under it.
+      const texts = settings.texts();
+      settings.load(null, texts);
+      keep();
+      showBase();
+      announce('The form no longer uses a template');
+      return;
+    }
+    const t = templates.find((x) => x.name === name);
+    if (!t) return;
+    settings.load({ name: t.name, settings: t.settings, readme: t.readme });
+    keep();
+    showBase();
     announce(`Form filled from template ${t.name}`);
   };
   picker.control.addEventListener('change', () => useTemplate(picker.control.value));
@@ -188,10 +95,11 @@ export function render(main, { arg, navigate }) {
     e.preventDefault();
     clearError();
     clearFieldErrors(form);
-    draft = read();
+    keep();
     submit.disabled = true;
     try {
-      const created = await api('POST', '/api/v1/instances', toRequest(draft));
+      const body = settings.base ? settings.overrides() : settings.settings();
+      const created = await api('POST', '/api/v1/instances', body);
       announce(`Instance ${created.id} created`);
       navigate(`#/instances/${created.id}`);
     } catch (err) {
@@ -201,25 +109,40 @@ export function render(main, { arg, navigate }) {
     }
   });
   saveTemplate.addEventListener('click', () => {
-    draft = read();
+    keep();
     navigate('#/templates/save');
   });
   reset.addEventListener('click', () => {
     clearFieldErrors(form);
     clearError();
-    picker.control.value = '';
-    readme.hidden = true;
-    fill(EMPTY);
-    image.control.focus();
+    settings.load(null);
+    keep();
+    showBase();
+    settings.controls.image.control.focus();
   });
 
   main.append(heading('Create an instance'), form);
-  fill(draft);
+  settings.load(draft.base, draft.texts, draft.dropped);
+  showBase();
 
   api('GET', '/api/v1/templates')
     .then((list) => {
       templates = list || [];
       picker.control.append(...templates.map((t) => h('option', { value: t.name }, `${t.name} (${t.settings.image}, ${t.settings.mode || 'entrypoint'})`)));
+      if (settings.base && !arg && !templates.some((t) => t.name === settings.base.name)) {
+        picker.control.append(h('option', { value: settings.base.name }, `${settings.base.name} (deleted)`));
+        setFieldError(form, 'template', `template ${settings.base.name} no longer exists: choose another, or “No template” to keep what the form shows`);
+      }
+      // The template may have been edited since the draft was filled from it: show it as it
+      // is now, with the user's changes on top.
+      const fresh = settings.base && templates.find((t) => t.name === settings.base.name);
+      if (!arg && fresh && JSON.stringify(fresh.settings) !== JSON.stringify(settings.base.settings)) {
+        settings.load({ name: fresh.name, settings: fresh.settings, readme: fresh.readme }, settings.edits(), settings.dropped);
+        keep();
+        showBase();
+        announce(`Template ${fresh.name} changed since you chose it: the form shows it as it is now, with your changes`);
+      }
+      picker.control.value = settings.base ? settings.base.name : '';
       if (arg) {
         if (templates.some((t) => t.name === arg)) {
           picker.control.value = arg;

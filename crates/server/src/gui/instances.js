@@ -30,6 +30,25 @@ function stateBadge(i) {
   return h('span', { class: `state state-${i.state}`, title: stateText(i) }, stateText(i));
 }
 
+/** The state in a word or two (the instance page shows a failure's reason on its own). */
+function shortState(i) {
+  return i.state === 'failed' ? 'failed' : stateText(i);
+}
+
+/** Why stop, start or reboot does not apply in the instance's state (null: it does). An
+ *  offline host's instance takes them all: the agent acts on them when it is back. */
+export function actionBlocks(i) {
+  const s = i.state;
+  const up = s === 'running' || s === 'connecting';
+  const starting = s === 'created' || s === 'loading';
+  const down = s === 'stopped' || s === 'exited' || s === 'failed';
+  return {
+    stop: down ? `Stop does not apply: the instance is not running (${shortState(i)})` : null,
+    start: up ? 'Start does not apply: the instance is already running' : starting ? 'Start does not apply: the instance is already starting' : null,
+    reboot: down ? `Reboot does not apply: the instance is not running (${shortState(i)}); use Start` : starting ? 'Reboot does not apply: the instance is still starting' : null,
+  };
+}
+
 // ---------------------------------------------------------------------------------------
 // The list
 // ---------------------------------------------------------------------------------------
@@ -87,17 +106,42 @@ export function renderDetail(main, { arg, navigate }) {
   const badge = h('span', { class: 'head-state', 'aria-live': 'polite' });
   const summary = h('dl', { class: 'summary' });
   const connect = h('div', { class: 'connect' });
+  const reason = reasonBox();
   const logs = logsPanel(id);
   let current = null;
+  let busy = false;
 
   const act = async (verb) => {
+    if (busy) return;
     clearError();
+    busy = true;
     try {
       const i = await api('POST', `/api/v1/instances/${id}/${verb}`);
       show(i);
       announce(`${verb} requested for instance ${id}`);
     } catch (e) {
       showError(`Could not ${verb} instance ${id}: ${e.message}`);
+    } finally {
+      busy = false;
+    }
+  };
+  const buttons = {
+    stop: h('button', { type: 'button', id: 'act-stop', onclick: () => act('stop') }, 'Stop'),
+    start: h('button', { type: 'button', id: 'act-start', onclick: () => act('start') }, 'Start'),
+    reboot: h('button', { type: 'button', id: 'act-reboot', onclick: () => act('reboot') }, 'Reboot'),
+  };
+  // A button that does not apply is disabled, and says why (its title, which is also its
+  // accessible description). If the focus was on it, it moves to one that applies.
+  const enable = (i) => {
+    const blocks = actionBlocks(i);
+    const focused = document.activeElement;
+    for (const [verb, b] of Object.entries(buttons)) {
+      b.disabled = !!blocks[verb];
+      if (blocks[verb]) b.title = blocks[verb];
+      else b.removeAttribute('title');
+    }
+    if (focused && focused.disabled && Object.values(buttons).includes(focused)) {
+      (Object.values(buttons).find((b) => !b.disabled) || document.getElementById('act-destroy')).focus();
     }
   };
   const destroy = async () => {
@@ -118,18 +162,19 @@ export function renderDetail(main, { arg, navigate }) {
   const actions = h(
     'div',
     { class: 'actions', role: 'group', 'aria-label': 'Instance actions' },
-    h('button', { type: 'button', id: 'act-stop', onclick: () => act('stop') }, 'Stop'),
-    h('button', { type: 'button', id: 'act-start', onclick: () => act('start') }, 'Start'),
-    h('button', { type: 'button', id: 'act-reboot', onclick: () => act('reboot') }, 'Reboot'),
+    buttons.stop,
+    buttons.start,
+    buttons.reboot,
     h('button', { type: 'button', id: 'act-destroy', class: 'danger', onclick: destroy }, 'Destroy'),
   );
 
   main.append(
     h('p', { class: 'back' }, h('a', { href: '#/instances' }, '← All instances')),
     h('div', { class: 'page-head' }, title, badge),
+    reason.element,
     actions,
     h('div', { class: 'detail-grid' },
-      h('section', { class: 'card connect-card', 'aria-labelledby': 'h-connect' }, h('h2', { id: 'h-connect' }, 'Connect'), connect),
+      h('section', { class: 'card connect-card', 'aria-labelledby': 'h-connect' }, h('h2', { id: 'h-connect' }, 'Connect'), connect, caSection()),
       logs.section,
       h('section', { class: 'card settings-card', 'aria-labelledby': 'h-settings' }, h('h2', { id: 'h-settings' }, 'Settings'), summary)),
   );
@@ -144,7 +189,11 @@ export function renderDetail(main, { arg, navigate }) {
   function show(i) {
     current = i;
     logs.setMode(i.mode);
-    if (changed('badge', [i.state, stateText(i)])) replace(badge, stateBadge(i));
+    if (changed('badge', [i.state, stateText(i)])) {
+      replace(badge, h('span', { class: `state state-${i.state}`, title: stateText(i) }, shortState(i)));
+      reason.show(i.state === 'failed' ? i.reason : null);
+    }
+    enable(i);
     // Rebuild a part only when what it shows changed (keeps the focus on its buttons).
     if (changed('summary', { ...i, ports: null, progress: null, age: age(i.created_at) })) {
       replace(summary, summaryRows(i));
@@ -173,7 +222,7 @@ export function renderDetail(main, { arg, navigate }) {
 
 function summaryRows(i) {
   const rows = [
-    ['State', stateText(i)],
+    ['State', shortState(i)],
     ['Image', h('code', null, i.image)],
     ['Launch mode', i.mode],
     ['Label', i.label || '—'],
@@ -189,15 +238,16 @@ function summaryRows(i) {
       i.args ? (i.args.length ? h('ol', { class: 'args' }, i.args.map((a) => h('li', null, h('code', null, a)))) : 'none') : "the image's CMD",
     ]);
   } else {
-    rows.push(['Onstart script', i.onstart ? h('pre', { class: 'script' }, i.onstart) : '—']);
+    rows.push(['Onstart script', i.onstart ? h('pre', { class: 'script', tabindex: '0', 'aria-label': 'Onstart script' }, i.onstart) : '—', true]);
     rows.push(['Direct connection required', i.direct ? 'yes' : 'no']);
   }
   if (i.mode === 'jupyter') {
     rows.push(['Jupyter', `${i.jupyter_lab ? 'JupyterLab' : 'Notebook'} in ${i.jupyter_dir || '/'}`]);
   }
   const env = Object.entries(i.env || {});
-  if (env.length) rows.push(['Environment', h('code', { class: 'env' }, env.map(([k, v]) => `${k}=${v}`).join('\n'))]);
-  return rows.map(([k, v]) => [h('dt', null, k), h('dd', null, v)]);
+  if (env.length) rows.push(['Environment', h('pre', { class: 'env', tabindex: '0', 'aria-label': 'Environment' }, env.map(([k, v]) => `${k}=${v}`).join('\n')), true]);
+  // Scripts and env get the card's whole width (a block of their own, scrolling sideways).
+  return rows.map(([k, v, wide]) => [h('dt', { class: wide ? 'wide' : null }, k), h('dd', { class: wide ? 'wide' : null }, v)]);
 }
 
 /** `ssh -p PORT root@IP` to the instance's sshd through the host's open port, if mapped. */
@@ -271,13 +321,74 @@ function connectPanel(i) {
   } else {
     out.push(h('p', null, waiting(i, 'No ports are mapped.')));
   }
-  out.push(
+  return out;
+}
+
+/** A copyable block of shell commands. */
+function snippet(text, what) {
+  const pre = h('pre', { class: 'command' }, text);
+  return h('div', { class: 'copyable' }, pre, copyButton(pre, what));
+}
+
+/** The CA certificate's download link and the short steps to trust it (as in the README's
+ *  "Trusting berth's certificate authority"). Built once: polling never closes it. */
+function caSection() {
+  return h('div', { class: 'ca' },
     h('h3', null, 'Certificate authority'),
     h('p', null,
       h('a', { href: '/api/v1/ca.crt', download: 'berth-ca.crt', id: 'ca-link' }, "Download berth's CA certificate (berth-ca.crt)"),
-      '. Install it once on each machine you browse from so that Jupyter and the proxy\'s HTTPS links are trusted: see “Trusting berth\'s certificate authority” in berth\'s README.'),
-  );
-  return out;
+      ". Install it once on each machine you browse from, and Jupyter's direct links and the proxy's HTTPS links are trusted."),
+    h('details', { class: 'ca-steps', id: 'ca-steps' },
+      h('summary', null, 'How to install it'),
+      h('p', null, 'Downloaded over plain HTTP? Compare its fingerprint with the one of the server\'s ', h('code', null, 'DATA_DIR/ca.crt'), ' first:'),
+      snippet('openssl x509 -in berth-ca.crt -noout -subject -fingerprint -sha256', 'fingerprint command'),
+      h('h4', null, 'Linux, system store (curl, wget, most tools)'),
+      h('p', null, 'Debian / Ubuntu (the file must end in .crt):'),
+      snippet('sudo cp berth-ca.crt /usr/local/share/ca-certificates/\nsudo update-ca-certificates', 'Debian commands'),
+      h('p', null, 'Fedora / RHEL:'),
+      snippet('sudo cp berth-ca.crt /etc/pki/ca-trust/source/anchors/\nsudo update-ca-trust', 'Fedora commands'),
+      h('h4', null, 'Chrome / Chromium on Linux'),
+      h('p', null, 'They keep their own NSS database. ', h('code', null, 'certutil'), ' is in Debian\'s ', h('code', null, 'libnss3-tools'), ' (Fedora: ', h('code', null, 'nss-tools'), '); the first two lines only if the browser never ran. Restart the browser after.'),
+      snippet('mkdir -p $HOME/.pki/nssdb\ncertutil -d sql:$HOME/.pki/nssdb -N --empty-password\ncertutil -d sql:$HOME/.pki/nssdb -A -t "C,," -n berth-ca -i berth-ca.crt', 'certutil commands'),
+      h('h4', null, 'macOS (Safari, Chrome, curl)'),
+      h('p', null, 'Keychain Access → the ', h('strong', null, 'System'), ' keychain → File → Import Items… → berth-ca.crt; double-click “berth CA …” → Trust → When using this certificate: ', h('strong', null, 'Always Trust'), '; close it and confirm with your password. Or in a terminal:'),
+      snippet('sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain berth-ca.crt', 'macOS command'),
+      h('h4', null, 'Windows (Edge, Chrome, curl)'),
+      h('p', null, h('code', null, 'certmgr.msc'), ' → ', h('strong', null, 'Trusted Root Certification Authorities'), ' → right-click Certificates → All Tasks → Import… → berth-ca.crt → Finish, and answer Yes to the warning. Or in a prompt run as administrator:'),
+      snippet('certutil -addstore -f Root berth-ca.crt', 'Windows command'),
+      h('h4', null, 'Firefox (its own store, on every system)'),
+      h('p', null, 'Settings → Privacy & Security → Certificates → View Certificates… → Authorities → Import… → berth-ca.crt, tick ', h('strong', null, '“Trust this CA to identify websites”'), ' → OK. (On Windows and macOS, ', h('code', null, 'about:config'), ' → ', h('code', null, 'security.enterprise_roots.enabled'), ' = true makes it trust the system\'s store instead.)'),
+      h('p', { class: 'hint' }, 'More in berth\'s README, “Trusting berth\'s certificate authority”.')));
+}
+
+/** A failure's reason under the page's heading: a few lines, and a button to see it all. */
+function reasonBox() {
+  const text = h('p', { class: 'reason-text', id: 'reason-text' });
+  const more = h('button', { type: 'button', class: 'small', id: 'reason-more', 'aria-expanded': 'false', 'aria-controls': 'reason-text', hidden: true }, 'Show all');
+  const element = h('div', { class: 'reason', id: 'state-reason', role: 'group', 'aria-label': 'Why the instance failed', hidden: true }, text, more);
+  // Only a reason longer than the few lines shown gets the button (measured again when the
+  // width changes: a phone turned, a window resized).
+  const measure = () => {
+    if (!element.classList.contains('open')) more.hidden = text.scrollHeight <= text.clientHeight + 1;
+  };
+  new ResizeObserver(measure).observe(text);
+  more.addEventListener('click', () => {
+    const open = element.classList.toggle('open');
+    more.setAttribute('aria-expanded', String(open));
+    more.textContent = open ? 'Show less' : 'Show all';
+  });
+  return {
+    element,
+    show(reason) {
+      element.hidden = !reason;
+      element.classList.remove('open');
+      more.setAttribute('aria-expanded', 'false');
+      more.textContent = 'Show all';
+      text.textContent = reason || '';
+      if (!reason) return;
+      requestAnimationFrame(measure);
+    },
+  };
 }
 
 function waiting(i, settled) {

@@ -190,13 +190,19 @@ export function clearFieldErrors(form) {
 }
 
 /** Shows an API error: next to its field when the form has it (and focuses that field),
- *  and always as the one error line, prefixed with what failed. */
-export function showApiError(form, err, what) {
+ *  and always as the one error line, prefixed with what failed. The field is the error's
+ *  `field`, else the `NAME: ` its message starts with, else (for a 409, "already exists")
+ *  `options.conflict`; `options.map` turns the API's field name into the form's. */
+export function showApiError(form, err, what, options = {}) {
   let msg = err.message || String(err);
-  if (form && err.field) {
-    const local = msg.startsWith(`${err.field}: `) ? msg.slice(err.field.length + 2) : msg;
-    if (setFieldError(form, err.field, local)) {
-      const wrap = form.querySelector(`[data-field="${CSS.escape(err.field)}"]`);
+  const map = options.map || ((f) => f);
+  const prefix = /^([A-Za-z_][\w.]*): /.exec(msg);
+  const named = err.field || (prefix && prefix[1]) || null;
+  const name = named ? map(named) : err.status === 409 ? options.conflict : null;
+  if (form && name) {
+    const local = named && msg.startsWith(`${named}: `) ? msg.slice(named.length + 2) : msg;
+    if (setFieldError(form, name, local)) {
+      const wrap = form.querySelector(`[data-field="${CSS.escape(name)}"]`);
       const label = wrap.querySelector('legend, label');
       if (label) msg = `${label.textContent}: ${local}`;
       (wrap.control || wrap.querySelector('input, textarea, select')).focus();

@@ -23,6 +23,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("instances.js", JS, include_str!("instances.js")),
     ("create.js", JS, include_str!("create.js")),
     ("templates.js", JS, include_str!("templates.js")),
+    ("settings.js", JS, include_str!("settings.js")),
     ("keys.js", JS, include_str!("keys.js")),
     ("hosts.js", JS, include_str!("hosts.js")),
 ];
