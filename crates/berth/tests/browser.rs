@@ -79,14 +79,22 @@ async fn chromium_trusting_berths_ca_opens_jupyter_direct() {
     if let Err(e) = bare.goto(&url).await {
         assert_eq!(e.error, "insecure certificate", "{e}");
     }
-    let shown = bare
-        .execute(
-            "return document.title + '\\n' + document.body.innerText",
-            vec![],
-        )
-        .await
-        .unwrap();
-    let shown = shown.as_str().unwrap_or_default();
+    // The interstitial fills in its text a moment after the navigation ends.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let shown = loop {
+        let shown = bare
+            .execute(
+                "return document.title + '\\n' + (document.body ? document.body.innerText : '')",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let shown = shown.as_str().unwrap_or_default().to_string();
+        if shown.contains("ERR_CERT_AUTHORITY_INVALID") || std::time::Instant::now() > deadline {
+            break shown;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     assert!(shown.contains("ERR_CERT_AUTHORITY_INVALID"), "{shown}");
     assert!(
         bare.find("#notebook_list").await.is_err(),
