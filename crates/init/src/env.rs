@@ -16,6 +16,10 @@ pub const PROFILE_SCRIPT: &str = "/etc/profile.d/berth-env.sh";
 pub struct SessionEnv {
     /// Passed on, sorted by name.
     pub vars: Vec<(String, String)>,
+    /// Values with a line break, sorted by name: sshd's `SetEnv` cannot carry them, so
+    /// they reach login shells only (ssh sessions with a shell, `su -`, tmux) through the
+    /// profile script, not `ssh HOST CMD`.
+    pub login_only: Vec<(String, String)>,
     /// Left out: (name, reason), sorted by name. Names only: values may be secrets.
     pub left_out: Vec<(String, &'static str)>,
 }
@@ -44,14 +48,13 @@ pub fn session_env(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Sess
             continue;
         }
         match value.into_string() {
-            Ok(v) if v.contains('\n') || v.contains('\r') => {
-                env.left_out.push((name, "value has a line break"))
-            }
+            Ok(v) if v.contains('\n') || v.contains('\r') => env.login_only.push((name, v)),
             Ok(v) => env.vars.push((name, v)),
             Err(_) => env.left_out.push((name, "value is not UTF-8")),
         }
     }
     env.vars.sort();
+    env.login_only.sort();
     env.left_out.sort();
     env
 }
@@ -293,10 +296,11 @@ mod tests {
                 ("PATH".into(), "/usr/bin:/bin".into()),
             ]
         );
+        assert_eq!(env.login_only, vec![("MULTI".into(), "a\nb".into())]);
         let names: Vec<&str> = env.left_out.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            vec!["1X", "HOME", "HOSTNAME", "MULTI", "PWD", "SHLVL", "TERM", "_", "bad-name"]
+            vec!["1X", "HOME", "HOSTNAME", "PWD", "SHLVL", "TERM", "_", "bad-name"]
         );
     }
 

@@ -114,7 +114,19 @@ pub fn prepare(dirs: &Dirs) -> Result<Plan, String> {
             .collect();
         log!("env vars left out of ssh sessions: {}", list.join(", "));
     }
-    if let Err(e) = write_profile(&session.vars) {
+    if !session.login_only.is_empty() {
+        let names: Vec<&str> = session.login_only.iter().map(|(n, _)| n.as_str()).collect();
+        log!(
+            "env vars with a line break reach login shells (ssh sessions with a shell, su -, \
+             tmux) through {} but not `ssh HOST CMD` (sshd's SetEnv takes one line): {}",
+            env::PROFILE_SCRIPT,
+            names.join(", ")
+        );
+    }
+    let mut profile = session.vars.clone();
+    profile.extend(session.login_only.iter().cloned());
+    profile.sort();
+    if let Err(e) = write_profile(&profile) {
         log!(
             "cannot write {}: {e} (ssh sessions still get the env through sshd)",
             env::PROFILE_SCRIPT

@@ -407,7 +407,20 @@ fn ssh_image_serves_ssh_runs_onstart_reaps_and_stops_fast() {
     );
     assert_eq!(out, ENV_VALUE);
     let logs = inst.logs();
-    assert!(logs.contains("BAD (value has a line break)"), "{logs}");
+    // A value with a line break: login shells get it exactly, SetEnv cannot carry it.
+    let out = ssh_ok(
+        &inst,
+        &client_key,
+        &known_hosts,
+        r#"sh -lc 'printf %s "$BAD"'"#,
+    );
+    assert_eq!(out, "a\nb");
+    let out = ssh_ok(&inst, &client_key, &known_hosts, r#"printf %s "[$BAD]""#);
+    assert_eq!(out, "[]");
+    assert!(
+        logs.contains("env vars with a line break reach login shells") && logs.contains(": BAD"),
+        "{logs}"
+    );
 
     // onstart: ran in WORKDIR, both streams in both logs, saved as /root/onstart.sh.
     let log = wait_until(Duration::from_secs(30), "onstart to end", || {
