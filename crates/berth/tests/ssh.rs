@@ -539,23 +539,7 @@ fn an_images_stopsignal_does_not_slow_stop_down() {
     require_docker_and_images(&[SSH_IMAGE]);
     let b = Berth::up();
     let image = format!("berth-e2e/stopsignal-{}", b.deployment);
-    // A Dockerfile on stdin, no context: FROM a local image needs no registry.
-    let mut build = Command::new("docker")
-        .args(["build", "-q", "-t", &image, "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    build
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("FROM {SSH_IMAGE}\nSTOPSIGNAL SIGWINCH\n").as_bytes())
-        .unwrap();
-    let out = build.wait_with_output().unwrap();
-    assert!(out.status.success(), "docker build: {}", stderr(&out));
+    docker_build(&image, &format!("FROM {SSH_IMAGE}\nSTOPSIGNAL SIGWINCH\n"));
     let id = b.create(&[&image, "--ssh", "--wait"]);
     b.wait_state(id, "running");
     let began = Instant::now();
@@ -571,6 +555,73 @@ fn an_images_stopsignal_does_not_slow_stop_down() {
         "stop took {took:?}: init did not get SIGTERM"
     );
     assert_eq!(code, "0", "init stopped cleanly, not killed");
+}
+
+/// Builds `tag` from a Dockerfile given on stdin (no context; FROM a local image).
+fn docker_build(tag: &str, dockerfile: &str) {
+    use std::io::Write;
+    let mut build = Command::new("docker")
+        .args(["build", "-q", "-t", tag, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker is needed");
+    build
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dockerfile.as_bytes())
+        .unwrap();
+    let out = build.wait_with_output().unwrap();
+    assert!(out.status.success(), "docker build {tag}: {}", stderr(&out));
+}
+
+/// "running" is earned: while the container runs but sshd does not greet yet, the instance
+/// is "connecting"; the first login after "running" works at once.
+#[test]
+fn connecting_until_sshd_greets() {
+    require_docker_and_images(&[SSH_IMAGE]);
+    let b = Berth::up();
+    let key = KeyPair::new(&b.dir, "k");
+    let kh = b.dir.join("known_hosts");
+    b.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    // An sshd that takes 3 s to come up (berth's `sshd -t` check is not slowed).
+    let image = format!("berth-e2e/slow-sshd-{}", b.deployment);
+    docker_build(
+        &image,
+        &format!(
+            "FROM {SSH_IMAGE}\nRUN mv /usr/sbin/sshd /usr/sbin/sshd.real && \\\n  \
+             printf '#!/bin/sh\\ncase \" $* \" in *\" -D \"*) sleep 3;; esac\\nexec /usr/sbin/sshd.real \"$@\"\\n' \
+             > /usr/sbin/sshd && chmod 755 /usr/sbin/sshd\n"
+        ),
+    );
+    let id = b.create(&[&image, "--ssh"]);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let v = loop {
+        let v = b.show(id);
+        let state = v["state"].as_str().unwrap().to_string();
+        if seen.last() != Some(&state) {
+            seen.push(state.clone());
+        }
+        if state == "running" {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline && state != "failed",
+            "states: {seen:?} {v:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        seen.contains(&"connecting".to_string()),
+        "never connecting before running: {seen:?}"
+    );
+    let o = ssh(ssh_port(&v), &key.private, &kh, &[], "echo at once");
+    assert_eq!(stdout(&o), "at once\n", "{}", stderr(&o));
+    b.ok(&["destroy", &id.to_string()]);
+    let _ = Command::new("docker").args(["rmi", &image]).output();
 }
 
 #[test]
