@@ -284,3 +284,93 @@ fn cli_errors_are_one_clear_line() {
     assert_eq!(hosts[0]["name"], "e2e-host");
     assert_eq!(hosts[0]["online"], true);
 }
+
+/// Checks that every key of `value` is a documented property of `schema` (following
+/// `$ref`s into objects and array items), as the API's clients rely on the document.
+fn conforms(value: &Value, schema: &Value, doc: &Value, at: &str, missing: &mut Vec<String>) {
+    let schema = match schema["$ref"].as_str() {
+        Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => schema,
+    };
+    match value {
+        Value::Object(map) => {
+            let Some(props) = schema["properties"].as_object() else {
+                return; // a free-form object (e.g. env)
+            };
+            for (k, v) in map {
+                match props.get(k) {
+                    Some(p) => conforms(v, p, doc, &format!("{at}.{k}"), missing),
+                    None => missing.push(format!("{at}.{k}")),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                conforms(v, &schema["items"], doc, &format!("{at}[{i}]"), missing);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The hand-written OpenAPI document names every field the API really answers with.
+#[tokio::test]
+async fn the_openapi_document_describes_the_real_answers() {
+    let b = Berth::up();
+    let api = Api::new(&b);
+    let key = b.admin_key.clone();
+    let (_, doc) = api
+        .call(reqwest::Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    let pair = KeyPair::new(&b.dir, "k");
+    let public = std::fs::read_to_string(&pair.public).unwrap();
+    let (s, _) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/keys",
+            Some(&key),
+            Some(json!({ "key": public })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let id = b.create(&[
+        SSH_IMAGE,
+        "--ssh",
+        "-p",
+        "8000/http",
+        "--label",
+        "x",
+        "--wait",
+    ]);
+    b.wait_state(id, "running");
+    b.ok(&[
+        "templates",
+        "create",
+        "t",
+        "--image",
+        BUSYBOX,
+        "--args",
+        "hi",
+    ]);
+    let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
+    let list = |name: &str| json!({ "type": "array", "items": schema(name) });
+    let mut missing = Vec::new();
+    for (path, want) in [
+        ("/api/v1/me", schema("Me")),
+        (&format!("/api/v1/instances/{id}"), schema("Instance")),
+        ("/api/v1/instances", list("Instance")),
+        ("/api/v1/hosts", list("Host")),
+        ("/api/v1/keys", list("SshKey")),
+        ("/api/v1/users", list("User")),
+        ("/api/v1/templates", list("Template")),
+        ("/api/v1/templates/t", schema("Template")),
+    ] {
+        let (s, v) = api.call(reqwest::Method::GET, path, Some(&key), None).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+        conforms(&v, &want, &doc, path, &mut missing);
+    }
+    assert!(
+        missing.is_empty(),
+        "sent but not in openapi.json: {missing:#?}"
+    );
+}

@@ -117,3 +117,56 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every `/api/v1` route the router serves is in the OpenAPI document (it is written by
+    /// hand, so this keeps the two together).
+    #[test]
+    fn every_api_route_is_documented() {
+        let doc: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
+        let src = include_str!("mod.rs");
+        let router =
+            &src[src.find("pub fn router").unwrap()..src.find("async fn openapi").unwrap()];
+        let mut routes = 0;
+        for piece in router.split("\"/api/v1/").skip(1) {
+            let path = format!("/api/v1/{}", &piece[..piece.find('"').unwrap()]);
+            routes += 1;
+            assert!(
+                doc["paths"].get(&path).is_some(),
+                "{path} is served but missing from openapi.json"
+            );
+        }
+        assert!(routes >= 15, "the routes were not found in the source");
+    }
+
+    /// Every field a create request takes is documented (answers are checked end to end).
+    #[test]
+    fn the_create_request_is_documented() {
+        let doc: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
+        let props = doc["components"]["schemas"]["CreateInstance"]["properties"]
+            .as_object()
+            .unwrap();
+        // Every field given (those left out of the JSON when absent, too).
+        let req = berth_core::api::CreateInstance {
+            template: Some("t".into()),
+            gpus: Some(0),
+            direct: Some(false),
+            jupyter_lab: Some(false),
+            ..Default::default()
+        };
+        let fields = serde_json::to_value(req).unwrap();
+        for k in fields.as_object().unwrap().keys() {
+            assert!(
+                props.contains_key(k),
+                "CreateInstance.{k} missing from openapi.json"
+            );
+        }
+        for k in props.keys() {
+            assert!(
+                fields.get(k).is_some(),
+                "openapi.json documents CreateInstance.{k}, which the API does not take"
+            );
+        }
+    }
+}
