@@ -100,7 +100,8 @@ async fn agent_connect(
         .on_upgrade(move |socket| hub.serve(socket)))
 }
 
-/// JSON body extractor whose rejections are API errors (400 with the serde message).
+/// JSON body extractor whose rejections are API errors: a 400 that names the field at
+/// fault (an unknown one, or one of the wrong type or range), as validation errors do.
 pub struct Body<T>(pub T);
 
 impl<T, S> axum::extract::FromRequest<S> for Body<T>
@@ -111,15 +112,105 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Body(v)),
-            Err(rej) => Err(ApiError::BadRequest(rej.body_text())),
+        let json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                let mime = v.split(';').next().unwrap_or("").trim();
+                mime == "application/json" || mime.ends_with("+json")
+            });
+        if !json {
+            return Err(ApiError::BadRequest(
+                "the body must be JSON, sent with Content-Type: application/json".into(),
+            ));
         }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        body_from_slice(&bytes).map(Body)
     }
+}
+
+/// Deserializes a request body; an error names the field at fault.
+fn body_from_slice<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        // serde_json appends where in the text it was; the field says it better.
+        let message = match message.rfind(" at line ") {
+            Some(i) => message[..i].to_string(),
+            None => message,
+        };
+        let top = path
+            .split(['.', '['])
+            .next()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .or_else(|| {
+                // An unknown field is reported at the level that does not know it.
+                let rest = message.strip_prefix("unknown field `")?;
+                Some(rest[..rest.find('`')?].to_string())
+            });
+        match top {
+            Some(field) if inner.is_data() => {
+                let message = if path == "." || path == field {
+                    message
+                } else {
+                    format!("{path}: {message}")
+                };
+                ApiError::Field(berth_core::FieldError::new(&field, message))
+            }
+            _ => ApiError::BadRequest(format!("the body is not valid JSON: {message}")),
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn field_of(body: &str) -> (Option<String>, String) {
+        match body_from_slice::<berth_core::api::CreateInstance>(body.as_bytes()) {
+            Ok(_) => panic!("{body} was taken"),
+            Err(ApiError::Field(f)) => (Some(f.field), f.message),
+            Err(e) => (None, e.to_string()),
+        }
+    }
+
+    /// A body that does not fit names the field at fault, as validation errors do.
+    #[test]
+    fn body_errors_name_the_field() {
+        for (body, field, says) in [
+            (r#"{"image":"x","gpus":-1}"#, "gpus", "expected u32"),
+            (
+                r#"{"image":"x","colour":"red"}"#,
+                "colour",
+                "unknown field `colour`",
+            ),
+            (r#"{"image":5}"#, "image", "expected a string"),
+            (
+                r#"{"image":"x","ports":["1",2]}"#,
+                "ports",
+                "ports[1]: invalid type",
+            ),
+            (
+                r#"{"image":"x","env":{"A":1}}"#,
+                "env",
+                "env.A: invalid type",
+            ),
+        ] {
+            let (f, m) = field_of(body);
+            assert_eq!(f.as_deref(), Some(field), "{body}: {m}");
+            assert!(m.contains(says) && !m.contains(" at line "), "{body}: {m}");
+        }
+        let (f, m) = field_of("{\"image\":");
+        assert_eq!(f, None);
+        assert!(m.starts_with("the body is not valid JSON"), "{m}");
+    }
+
     /// Every `/api/v1` route the router serves is in the OpenAPI document (it is written by
     /// hand, so this keeps the two together).
     #[test]
