@@ -582,7 +582,19 @@ async fn ssh_true(port: u16, key: &SshKey) -> Result<std::process::Output> {
 /// `ssh [EXTRA] … root@127.0.0.1 REMOTE` to `port` with the bench key, no host key checks
 /// and no interaction; stdin is the caller's to set.
 fn ssh_command(port: u16, key: &SshKey, extra: &[&str], remote: &str) -> tokio::process::Command {
+    ssh_command_at("127.0.0.1", port, key, extra, remote)
+}
+
+/// [`ssh_command`] to `host`.
+fn ssh_command_at(
+    host: &str,
+    port: u16,
+    key: &SshKey,
+    extra: &[&str],
+    remote: &str,
+) -> tokio::process::Command {
     let port = port.to_string();
+    let target = format!("root@{host}");
     let mut cmd = tokio::process::Command::new("ssh");
     cmd.args(["-p", &port, "-i"])
         .arg(&key.private)
@@ -598,7 +610,7 @@ fn ssh_command(port: u16, key: &SshKey, extra: &[&str], remote: &str) -> tokio::
             "UserKnownHostsFile=/dev/null",
             "-o",
             "ConnectTimeout=5",
-            "root@127.0.0.1",
+            &target,
             remote,
         ])
         .process_group(0) // a terminal's Ctrl-C is the benchmark's alone

@@ -6,8 +6,9 @@
 //!
 //! 1. Bulk throughput, rounds interleaved (the order turns each round): a raw TCP sink on the
 //!    host over loopback, the same sink inside the instance through its direct port, and
-//!    `ssh … 'cat > /dev/null'` (same cipher) to the instance's port 22 mapping and to its
-//!    proxy SSH port. The clock starts once the first MiB is through, so that connecting and
+//!    `ssh … 'cat > /dev/null'` (same cipher) to the instance's port 22 mapping, to its port
+//!    22 at the container's bridge address (no Docker port mapping: what the agent dials),
+//!    and to its proxy SSH port; the target is judged against the faster direct row. The clock starts once the first MiB is through, so that connecting and
 //!    logging in are not counted.
 //! 2. Connect to the first bytes of sshd's banner (`SSH-2.0-`), direct and through the
 //!    proxy, interleaved.
@@ -409,6 +410,8 @@ struct Target {
     proxy: u16,
     /// Host port of the sink.
     sink: u16,
+    /// The container's address on the Docker bridge (its port 22 there: no port mapping).
+    bridge: String,
     /// The holder's HTTPS name, and the Cookie header that opens it.
     name: String,
     cookie: String,
@@ -475,11 +478,22 @@ impl Target {
             .split_once("berth_token=")
             .map(|(_, t)| t.split('&').next().unwrap_or(t))
             .with_context(|| format!("an http URL without berth_token: {url}"))?;
+        let container = inst["container_id"]
+            .as_str()
+            .with_context(|| format!("a running instance without a container: {inst}"))?;
+        let bridge = docker(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            container,
+        ])
+        .await?;
         let target = Target {
             id,
             direct,
             proxy,
             sink,
+            bridge,
             name,
             cookie: format!("berth_i{id}={token}"),
             https_port,
@@ -674,6 +688,7 @@ struct Bulk {
     sink: Vec<Transfer>,
     direct: Vec<Transfer>,
     proxy: Vec<Transfer>,
+    bridge: Vec<Transfer>,
 }
 
 async fn bulk(
@@ -688,9 +703,9 @@ async fn bulk(
     for round in 0..a.rounds {
         let mut line = Vec::new();
         // Every path once, starting one further each round.
-        for k in 0..4 {
+        for k in 0..5 {
             check(stop)?;
-            let (what, x, into) = match (k + round) % 4 {
+            let (what, x, into) = match (k + round) % 5 {
                 0 => ("raw", host_sink(bytes, probe).await?, &mut b.raw),
                 1 => (
                     "sink",
@@ -701,12 +716,17 @@ async fn bulk(
                 ),
                 2 => (
                     "ssh direct",
-                    push_ssh(t.direct, key, bytes, probe).await?,
+                    push_ssh("127.0.0.1", t.direct, key, bytes, probe).await?,
                     &mut b.direct,
+                ),
+                3 => (
+                    "ssh bridge",
+                    push_ssh(&t.bridge, 22, key, bytes, probe).await?,
+                    &mut b.bridge,
                 ),
                 _ => (
                     "ssh proxy",
-                    push_ssh(t.proxy, key, bytes, probe).await?,
+                    push_ssh("127.0.0.1", t.proxy, key, bytes, probe).await?,
                     &mut b.proxy,
                 ),
             };
@@ -730,13 +750,17 @@ async fn bulk(
 impl Bulk {
     fn print(&self, a: &ProxyArgs) {
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-        let rows: [(&str, &[Transfer]); 4] = [
+        let rows: [(&str, &[Transfer]); 5] = [
             ("raw loopback TCP (a sink on the host)", &self.raw),
             (
                 "raw TCP into the instance (its direct port; information)",
                 &self.sink,
             ),
-            ("ssh direct (port 22 mapping)", &self.direct),
+            ("ssh direct (port 22 mapping, on loopback)", &self.direct),
+            (
+                "ssh direct to the container's bridge address (no mapping)",
+                &self.bridge,
+            ),
             ("ssh via proxy (proxy SSH port)", &self.proxy),
         ];
         println!(
@@ -762,16 +786,17 @@ impl Bulk {
             medians.push(m);
             machine.push(cpu);
         }
-        let (raw, direct, proxy) = (medians[0], medians[2], medians[3]);
+        let (raw, direct, bridge, proxy) = (medians[0], medians[2], medians[3], medians[4]);
         let mut proxy_cpu: Vec<f64> = self.proxy.iter().map(|x| x.proxy).collect();
         let mut agent_cpu: Vec<f64> = self.proxy.iter().map(|x| x.agent).collect();
         println!();
         println!(
             "note: ssh rows are `ssh -c {CIPHER} … 'cat > /dev/null'` fed from the benchmark \
              (ControlMaster off, no compression); the clock starts once the first MiB is \
-             through (login not counted) and stops when ssh exits. The direct path crosses \
-             Docker's port mapping (its userland proxy on loopback); through the proxy, the \
-             agent dials the container's own address on the Docker bridge. CPU \
+             through (login not counted) and stops when ssh exits. The port 22 mapping is \
+             reached on loopback, so it crosses Docker's userland proxy (from another \
+             machine the kernel forwards it, more like the bridge row); through the proxy, \
+             the agent dials the container's bridge address, as the bridge row does. CPU \
              busy and CPU-s per GiB count every process on the machine, kernel included; \
              through the proxy the berth proxy took {:.2} and the agent {:.2} CPU-s per GiB \
              (medians), on the same {cores} cores as ssh, sshd and Docker's proxy.",
@@ -779,16 +804,30 @@ impl Bulk {
             median(&mut agent_cpu)
         );
         println!();
-        let ratio = proxy / direct;
+        // Both direct paths, each judged: the port mapping is what a user of this machine
+        // connects to; the bridge address is the best any direct path can be.
+        let (vs_mapping, vs_bridge) = (proxy / direct, proxy / bridge);
         println!(
-            "ratio proxy/direct (medians): {ratio:.2}  target ≥ {TARGET_RATIO}: {}",
-            met(ratio >= TARGET_RATIO)
+            "ratio proxy/direct (medians), direct = the port 22 mapping: {vs_mapping:.2}  \
+             target ≥ {TARGET_RATIO}: {}",
+            met(vs_mapping >= TARGET_RATIO)
         );
         println!(
-            "ratio direct/raw: {:.2}, proxy/raw: {:.2}; machine CPU-s per GiB proxy/direct: {:.2}",
+            "ratio proxy/direct (medians), direct = the bridge address: {vs_bridge:.2}  \
+             target ≥ {TARGET_RATIO}: {}",
+            met(vs_bridge >= TARGET_RATIO)
+        );
+        // What two more TCP hops on loopback cost, at least, at the raw row's price per hop.
+        let bound = machine[3] / (machine[3] + 2.0 * machine[0]);
+        println!(
+            "machine CPU-s per GiB: bridge {:.2}, proxy {:.2}; two extra loopback hops alone \
+             (2 × the raw row's {:.2}) would bound proxy/bridge at {bound:.2} on these shared \
+             cores; direct/raw {:.2}, proxy/raw {:.2}",
+            machine[3],
+            machine[4],
+            machine[0],
             direct / raw,
-            proxy / raw,
-            machine[3] / machine[2]
+            proxy / raw
         );
     }
 }
@@ -880,7 +919,13 @@ async fn push_tcp(port: u16, bytes: u64, probe: CpuProbe) -> Result<Transfer> {
 
 /// `ssh … 'cat > /dev/null'` to `port`, fed one untimed chunk and then `bytes` timed, until
 /// ssh exits (the remote `cat` has read everything).
-async fn push_ssh(port: u16, key: &SshKey, bytes: u64, probe: &CpuProbe) -> Result<Transfer> {
+async fn push_ssh(
+    host: &str,
+    port: u16,
+    key: &SshKey,
+    bytes: u64,
+    probe: &CpuProbe,
+) -> Result<Transfer> {
     let extra = [
         "-c",
         CIPHER,
@@ -891,7 +936,7 @@ async fn push_ssh(port: u16, key: &SshKey, bytes: u64, probe: &CpuProbe) -> Resu
         "-o",
         "Compression=no",
     ];
-    let mut child = ssh_command(port, key, &extra, "cat > /dev/null")
+    let mut child = ssh_command_at(host, port, key, &extra, "cat > /dev/null")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
