@@ -21,9 +21,7 @@ fn ssh_through_the_proxy_on_a_host_without_open_ports() {
         proxy: true,
     });
     d.start_agent("nat", "127.0.0.1", &[]);
-    let key = KeyPair::new(&d.dir, "k");
-    let kh = d.dir.join("known_hosts");
-    d.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let (key, kh) = d.account_key();
     let id = d
         .ok(&[
             "create",
@@ -246,9 +244,7 @@ fn proxy_client(ca_pem: &[u8], names: &[String], https_port: u16) -> reqwest::Cl
 async fn https_through_the_proxy_and_isolation() {
     require_docker_and_images(&[SSH_IMAGE]);
     let b = Berth::up();
-    let key = KeyPair::new(&b.dir, "k");
-    let kh = b.dir.join("known_hosts");
-    b.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let (key, kh) = b.account_key();
     let ca = reqwest::get(format!("{}/api/v1/ca.crt", b.url))
         .await
         .unwrap()
@@ -456,9 +452,7 @@ fn direct_keeps_working_when_the_tunnel_is_gone() {
         "127.0.0.1",
         &["--ports", &format!("{first}-{last}")],
     );
-    let key = KeyPair::new(&d.dir, "k");
-    let kh = d.dir.join("known_hosts");
-    d.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let (key, kh) = d.account_key();
     let id = d
         .ok(&["create", SSH_IMAGE, "--ssh", "--wait"])
         .trim()
@@ -532,9 +526,7 @@ fn berth_up_with_a_public_ip_serves_its_proxy_there() {
     require_docker_and_images(&[SSH_IMAGE]);
     let ip = this_machines_address();
     let b = Berth::up_with(&["--public-ip", &ip]);
-    let key = KeyPair::new(&b.dir, "k");
-    let kh = b.dir.join("known_hosts");
-    b.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let (key, kh) = b.account_key();
     let id = b.create(&[SSH_IMAGE, "--ssh", "--wait"]);
     let v = b.wait_state(id, "running");
     let shown = v["proxy_ssh"].as_str().unwrap().to_string();
@@ -571,9 +563,7 @@ fn agents_follow_the_proxy_the_server_names() {
         proxy: true,
     });
     d.start_agent("nat", "127.0.0.1", &[]);
-    let key = KeyPair::new(&d.dir, "k");
-    let kh = d.dir.join("known_hosts");
-    d.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let (key, kh) = d.account_key();
     let id = d
         .ok(&["create", SSH_IMAGE, "--ssh", "--wait"])
         .trim()

@@ -397,9 +397,7 @@ fn ssh_mode_end_to_end() {
 fn hostile_sshd_config_and_non_root_user_change_nothing() {
     require_docker_and_images(&["berth-test/ssh-hostile", "berth-test/ssh-user"]);
     let b = Berth::up();
-    let key = KeyPair::new(&b.dir, "k");
-    let kh = b.dir.join("known_hosts");
-    b.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let (key, kh) = b.account_key();
     for image in ["berth-test/ssh-hostile", "berth-test/ssh-user"] {
         let id = b.create(&[
             image,
@@ -465,9 +463,7 @@ fn hostile_sshd_config_and_non_root_user_change_nothing() {
 fn the_container_cannot_turn_the_agent_against_the_host() {
     require_docker_and_images(&[SSH_IMAGE]);
     let b = Berth::up();
-    let key = KeyPair::new(&b.dir, "k");
-    let kh = b.dir.join("known_hosts");
-    b.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let (key, kh) = b.account_key();
     let secret = b.dir.join("host-secret");
     std::fs::write(&secret, "HOST SECRET\n").unwrap();
     let id = b.create(&[
@@ -583,9 +579,7 @@ fn docker_build(tag: &str, dockerfile: &str) {
 fn connecting_until_sshd_greets() {
     require_docker_and_images(&[SSH_IMAGE]);
     let b = Berth::up();
-    let key = KeyPair::new(&b.dir, "k");
-    let kh = b.dir.join("known_hosts");
-    b.ok(&["keys", "add", key.public.to_str().unwrap()]);
+    let (key, kh) = b.account_key();
     // An sshd that takes 3 s to come up (berth's `sshd -t` check is not slowed).
     let image = format!("berth-e2e/slow-sshd-{}", b.deployment);
     docker_build(

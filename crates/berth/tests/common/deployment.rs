@@ -218,6 +218,13 @@ impl Deployment {
             .unwrap()
     }
 
+    /// A new key pair added to the admin's account, and the known_hosts file tests' ssh uses.
+    pub fn account_key(&self) -> (KeyPair, PathBuf) {
+        let key = KeyPair::new(&self.dir, "k");
+        self.ok(&["keys", "add", key.public.to_str().unwrap()]);
+        (key, self.dir.join("known_hosts"))
+    }
+
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.cli(args);
         assert!(

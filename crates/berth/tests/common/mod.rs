@@ -263,6 +263,13 @@ impl Berth {
         }
     }
 
+    /// A new key pair added to the account, and the known_hosts file tests' ssh uses.
+    pub fn account_key(&self) -> (KeyPair, PathBuf) {
+        let key = KeyPair::new(&self.dir, "k");
+        self.ok(&["keys", "add", key.public.to_str().unwrap()]);
+        (key, self.dir.join("known_hosts"))
+    }
+
     /// Ctrl-C: SIGINT, as a terminal sends it; returns how berth ended.
     pub fn interrupt(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("berth is running");
