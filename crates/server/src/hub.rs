@@ -444,11 +444,10 @@ async fn jupyter_material(
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(ca.cert_der()))
     };
-    // Kept while it names the host's current names, is far from expiry, and was issued by
-    // the CA users trust now (after the CA was replaced, every certificate is issued anew).
-    let current = secrets.tls.clone().filter(|t| {
-        t.names == names && t.not_after_unix - now > RENEW_BEFORE_SECS && t.ca_sha256 == ca_sha256
-    });
+    let current = secrets
+        .tls
+        .clone()
+        .filter(|t| still_good(t, &names, now, &ca_sha256));
     let tls = match current {
         Some(t) => t,
         None => {
@@ -485,6 +484,14 @@ async fn jupyter_material(
         cert_pem: tls.cert_pem,
         key_pem: tls.key_pem,
     })
+}
+
+/// Whether an instance's certificate is kept at its next start: while it names the host's
+/// current names, is more than [`RENEW_BEFORE_SECS`] from expiry at `now` (Unix seconds),
+/// and was issued by the CA users trust now (after the CA is replaced, every certificate is
+/// issued anew).
+fn still_good(t: &TlsMaterial, names: &[String], now: i64, ca_sha256: &str) -> bool {
+    t.names == names && t.not_after_unix - now > RENEW_BEFORE_SECS && t.ca_sha256 == ca_sha256
 }
 
 async fn send(ws: &mut WebSocket, m: &ServerMessage) -> bool {
@@ -560,5 +567,36 @@ impl Drop for LogStream {
                 stream: self.stream,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_are_renewed_near_expiry_for_new_names_and_a_new_ca() {
+        let now = 1_900_000_000;
+        let names = vec!["203.0.113.7".to_string(), "gpu1.example.org".to_string()];
+        let cert = TlsMaterial {
+            cert_pem: String::new(),
+            key_pem: String::new(),
+            names: names.clone(),
+            not_after_unix: now + 200 * 86_400,
+            ca_sha256: "ca1".into(),
+        };
+        assert!(still_good(&cert, &names, now, "ca1"));
+        let soon = TlsMaterial {
+            not_after_unix: now + RENEW_BEFORE_SECS - 1,
+            ..cert.clone()
+        };
+        assert!(!still_good(&soon, &names, now, "ca1"), "near expiry");
+        let moved = vec!["198.51.100.9".to_string(), "gpu1.example.org".to_string()];
+        assert!(!still_good(&cert, &moved, now, "ca1"), "a new public IP");
+        assert!(
+            !still_good(&cert, &names[..1], now, "ca1"),
+            "a DNS name gone"
+        );
+        assert!(!still_good(&cert, &names, now, "ca2"), "another CA");
     }
 }
