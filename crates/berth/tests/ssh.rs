@@ -533,10 +533,13 @@ fn the_container_cannot_turn_the_agent_against_the_host() {
 #[test]
 fn an_images_stopsignal_does_not_slow_stop_down() {
     require_docker_and_images(&[SSH_IMAGE]);
+    let image = TestImage::new("stopsignal");
     let b = Berth::up();
-    let image = format!("berth-e2e/stopsignal-{}", b.deployment);
-    docker_build(&image, &format!("FROM {SSH_IMAGE}\nSTOPSIGNAL SIGWINCH\n"));
-    let id = b.create(&[&image, "--ssh", "--wait"]);
+    docker_build(
+        &image.0,
+        &format!("FROM {SSH_IMAGE}\nSTOPSIGNAL SIGWINCH\n"),
+    );
+    let id = b.create(&[&image.0, "--ssh", "--wait"]);
     b.wait_state(id, "running");
     let began = Instant::now();
     b.ok(&["stop", &id.to_string()]);
@@ -544,8 +547,6 @@ fn an_images_stopsignal_does_not_slow_stop_down() {
     let took = began.elapsed();
     let container = v["container_id"].as_str().unwrap().to_string();
     let code = inspect(&container, "{{.State.ExitCode}}");
-    b.ok(&["destroy", &id.to_string()]);
-    let _ = Command::new("docker").args(["rmi", &image]).output();
     assert!(
         took < Duration::from_secs(5),
         "stop took {took:?}: init did not get SIGTERM"
@@ -578,19 +579,19 @@ fn docker_build(tag: &str, dockerfile: &str) {
 #[test]
 fn connecting_until_sshd_greets() {
     require_docker_and_images(&[SSH_IMAGE]);
+    let image = TestImage::new("slow-sshd");
     let b = Berth::up();
     let (key, kh) = b.account_key();
     // An sshd that takes 3 s to come up (berth's `sshd -t` check is not slowed).
-    let image = format!("berth-e2e/slow-sshd-{}", b.deployment);
     docker_build(
-        &image,
+        &image.0,
         &format!(
             "FROM {SSH_IMAGE}\nRUN mv /usr/sbin/sshd /usr/sbin/sshd.real && \\\n  \
              printf '#!/bin/sh\\ncase \" $* \" in *\" -D \"*) sleep 3;; esac\\nexec /usr/sbin/sshd.real \"$@\"\\n' \
              > /usr/sbin/sshd && chmod 755 /usr/sbin/sshd\n"
         ),
     );
-    let id = b.create(&[&image, "--ssh"]);
+    let id = b.create(&[&image.0, "--ssh"]);
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let v = loop {
@@ -614,8 +615,6 @@ fn connecting_until_sshd_greets() {
     );
     let o = ssh(ssh_port(&v), &key.private, &kh, &[], "echo at once");
     assert_eq!(stdout(&o), "at once\n", "{}", stderr(&o));
-    b.ok(&["destroy", &id.to_string()]);
-    let _ = Command::new("docker").args(["rmi", &image]).output();
 }
 
 #[test]

@@ -419,17 +419,45 @@ pub fn remove_containers(deployment: &str) {
     if deployment.is_empty() {
         return;
     }
-    let ids = docker(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=berth.deployment={deployment}"),
-    ]);
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if !ids.is_empty() {
-        let mut args = vec!["rm", "-f"];
-        args.extend(ids);
-        let _ = Command::new("docker").args(&args).output();
+    // Twice: a create the killed agent had sent may still be finishing in the engine.
+    for pass in 0..2 {
+        if pass == 1 {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let ids = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=berth.deployment={deployment}"),
+        ]);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = Command::new("docker").args(&args).output();
+        }
+    }
+}
+
+/// An image a test builds for itself (`docker build` from a test image): removed when
+/// dropped. Declare it before the `Berth` whose containers use it, so that they go first.
+pub struct TestImage(pub String);
+
+impl TestImage {
+    /// A unique tag for `what`; the image is made by the caller.
+    pub fn new(what: &str) -> TestImage {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        TestImage(format!(
+            "berth-e2e/{what}:{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ))
+    }
+}
+
+impl Drop for TestImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
     }
 }
 
